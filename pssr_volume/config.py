@@ -1,0 +1,158 @@
+"""Typed configuration: every setting is validated once, here, and saved with outputs.
+
+The command line only parses flags into these models; the library only reads
+them. All models forbid unknown keys, so a typo in a saved file or a profile
+is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Shape3 = tuple[int, int, int]
+BlendMode = Literal["crop", "linear", "cosine", "gaussian"]
+Device = Literal["cpu", "cuda"]
+CLUSTERS = ("local", "cuda", "slurm", "sync")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NormalizationConfig(_Strict):
+    """Global intensity normalisation a model expects.
+
+    ``percentile``: ``low``/``high`` are percentiles (0-100) of the whole input
+    volume, estimated once per run from a fixed, evenly spread sample.
+    ``fixed``: ``low``/``high`` are intensity values. Either way the input is
+    mapped to ``(x - lo) / (hi - lo)`` and the output mapped back with the same
+    affine, so a restored volume keeps the input's grey levels.
+    """
+
+    mode: Literal["percentile", "fixed"] = "percentile"
+    low: float = 0.1
+    high: float = 99.9
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NormalizationConfig:
+        if not self.low < self.high:
+            raise ValueError(f"normalization low ({self.low}) must be below high ({self.high})")
+        if self.mode == "percentile" and not (self.low >= 0 and self.high <= 100):
+            raise ValueError("percentiles must lie in [0, 100]")
+        return self
+
+
+class ModelConfig(_Strict):
+    """What a model file says about itself (stored as JSON in its safetensors header)."""
+
+    name: str
+    architecture: str
+    arch_args: dict[str, Any] = Field(default_factory=dict)
+    scale: int = Field(4, ge=1, le=16)
+    in_slices: int = Field(1, ge=1, le=9)
+    normalization: NormalizationConfig = NormalizationConfig()
+    description: str = ""
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    format_version: Literal[1] = 1
+
+    @field_validator("in_slices")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 != 1:
+            raise ValueError("in_slices must be odd (the centre section is restored)")
+        return v
+
+
+class RunConfig(_Strict):
+    """Everything ``pssr-volume run`` needs. ``None`` means "derive a default"."""
+
+    input: Path
+    output: Path
+    model: Path | None = None
+    cluster: str = "local"
+    workers: int | None = Field(None, ge=1)
+    profile: Path | None = None
+    block_shape: Shape3 | None = None
+    chunk_shape: Shape3 | None = None
+    halo: tuple[int, int] | None = None
+    blend: BlendMode = "crop"
+    resume: bool = False
+    overwrite: bool = False
+    voxel_size: tuple[float, float, float] | None = None
+    levels: int | None = Field(None, ge=1, le=16)
+    device: Device | None = None
+    batch_size: int = Field(8, ge=1)
+    ngff_version: Literal["0.4", "0.5"] = "0.5"
+    compression_level: int = Field(1, ge=0, le=22)
+    progress: bool = True
+
+    @field_validator("cluster")
+    @classmethod
+    def _known_cluster(cls, v: str) -> str:
+        if v in CLUSTERS or (v.startswith("tcp://") and len(v) > len("tcp://")):
+            return v
+        raise ValueError(f"unknown cluster {v!r}: use {', '.join(CLUSTERS)} or tcp://HOST:PORT")
+
+    @field_validator("block_shape", "chunk_shape")
+    @classmethod
+    def _positive_shape(cls, v: Shape3 | None) -> Shape3 | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"every entry must be a positive integer, got {','.join(map(str, v))}")
+        return v
+
+    @field_validator("halo")
+    @classmethod
+    def _non_negative_halo(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 0:
+            raise ValueError(f"halo must not be negative, got {','.join(map(str, v))}")
+        return v
+
+    @field_validator("voxel_size")
+    @classmethod
+    def _positive_voxels(
+        cls, v: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        if v is not None and not all(x > 0 and x < float("inf") for x in v):
+            raise ValueError(f"voxel sizes must be positive numbers, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> RunConfig:
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other")
+        return self
+
+
+class TrainConfig(_Strict):
+    """Everything ``pssr-volume train`` needs; saved next to the model it makes."""
+
+    inputs: tuple[Path, ...]
+    out: Path
+    name: str = "pssr-model"
+    architecture: str = "pssr-fast"
+    arch_args: dict[str, Any] = Field(default_factory=dict)
+    scale: int = Field(4, ge=1, le=16)
+    in_slices: int = Field(1, ge=1, le=9)
+    crappifier: str = "mix"
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    tile: int = Field(256, ge=16)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_tiles: int = Field(32, ge=1)
+    val_every: int = Field(200, ge=1)
+    seed: int = 0
+    device: Device | None = None
+    threads: int = Field(0, ge=0)
+
+    @field_validator("inputs")
+    @classmethod
+    def _some_inputs(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        if not v:
+            raise ValueError("at least one high-resolution input is needed")
+        return v

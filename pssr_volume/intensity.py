@@ -1,0 +1,69 @@
+"""Global intensity normalisation: one affine map per volume, never per block.
+
+Per-block statistics make seams (every block would be stretched differently).
+The range is either fixed by the model or estimated once from a fixed, evenly
+spread sample of the whole volume, and saved with the output so a resumed run
+uses the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from pssr_volume.config import NormalizationConfig
+
+Reader = Callable[[tuple[slice, slice, slice]], np.ndarray]
+
+
+def sample_volume(read: Reader, shape: tuple[int, int, int], max_slices: int = 16,
+                  patch: int = 256, patches_per_axis: int = 8) -> np.ndarray:
+    """Deterministic sample of a volume for percentile estimates.
+
+    Up to ``max_slices`` evenly spaced z-sections; from each, the whole
+    section if it is small, else a ``patches_per_axis``-squared grid of evenly
+    spread ``patch``-sized squares. Returns the sampled voxels, flattened.
+    """
+    z, y, x = shape
+    zs = np.unique(np.linspace(0, z - 1, min(z, max_slices)).round().astype(int))
+    parts = []
+    for k in zs:
+        if y * x <= (patch * patches_per_axis) ** 2:
+            parts.append(read((slice(k, k + 1), slice(0, y), slice(0, x))).ravel())
+            continue
+        py, px = min(patch, y), min(patch, x)
+        for j in np.linspace(0, y - py, patches_per_axis).round().astype(int):
+            for i in np.linspace(0, x - px, patches_per_axis).round().astype(int):
+                parts.append(read((slice(k, k + 1), slice(j, j + py), slice(i, i + px))).ravel())
+    return np.concatenate(parts)
+
+
+def intensity_range(config: NormalizationConfig, sample: np.ndarray | None) -> tuple[float, float]:
+    """The ``(lo, hi)`` intensities that map to 0 and 1.
+
+    ``fixed`` returns the configured values; ``percentile`` needs ``sample``.
+    A constant volume gets ``hi = lo + 1`` rather than a division by zero.
+    """
+    if config.mode == "fixed":
+        return float(config.low), float(config.high)
+    if sample is None or sample.size == 0:
+        raise ValueError("percentile normalisation needs a sample of the volume")
+    lo, hi = np.percentile(sample, [config.low, config.high])
+    lo, hi = float(lo), float(hi)
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def normalize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map intensities so that ``lo -> 0`` and ``hi -> 1`` (float32, not clipped)."""
+    return ((x.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)).astype(np.float32)
+
+
+def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype) -> np.ndarray:
+    """Inverse of :func:`normalize`, then rounded and clipped once to ``dtype``."""
+    dtype = np.dtype(dtype)
+    v = y.astype(np.float32) * np.float32(hi - lo) + np.float32(lo)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        v = np.clip(np.rint(v), info.min, info.max)
+    return v.astype(dtype)

@@ -1,0 +1,368 @@
+"""The block engine: read -> normalise -> predict -> blend or crop -> write -> pyramid.
+
+Task functions here run on workers; :func:`execute` drives them through any
+:class:`Executor` (see :mod:`pssr_volume.cluster`, the only module that knows
+how clusters are made). Every output chunk has exactly one writer:
+
+* ``crop``: one task per block reads its tile, predicts and writes its chunks.
+* ``linear``/``cosine``/``gaussian``: one task per block predicts its tile and
+  cuts it, already weighted, into pieces for the blocks it overlaps; the
+  block's write task sums the pieces sent to it (each prediction is computed
+  once; only the overlap pieces travel) and writes its chunks.
+
+After its level-0 data, a task writes the pyramid levels its region covers
+whole chunks of; later pyramid stages read the previous level back. Each task
+records itself in the journal only after its data is written, so ``--resume``
+skips exactly the finished work.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from pssr_volume.blend import block_weights, reach
+from pssr_volume.blocks import (
+    Box,
+    apply_read_plan,
+    box_intersect,
+    box_shape,
+    box_slices,
+    padded_read_plan,
+)
+from pssr_volume.errors import PssrError
+from pssr_volume.intensity import denormalize, normalize
+from pssr_volume.io.ome_zarr import open_level, open_level_readonly
+from pssr_volume.journal import Journal
+from pssr_volume.plan import Job
+from pssr_volume.predict import get_predictor
+from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region, task_regions
+
+Index = tuple[int, int, int]
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def block_key(index: Index) -> str:
+    """Journal key of a level-0 block."""
+    return "block " + ".".join(map(str, index))
+
+
+def pyramid_key(level: int, region: Box) -> str:
+    """Journal key of a pyramid task."""
+    return f"level {level} " + ".".join(str(a) for a, _ in region)
+
+
+def read_tile(job: Job, tile: Box) -> np.ndarray:
+    """Read an input box with reflect padding beyond the volume, as float32
+    normalised intensities."""
+    read, take = padded_read_plan(tile, job.input.shape)
+    data = apply_read_plan(job.input.read(box_slices(read)), take)
+    return normalize(data, *job.norm)
+
+
+def predict_tile(job: Job, tile: Box) -> np.ndarray:
+    """Network output for an input tile: ``(nz, scale*ty, scale*tx)`` float32,
+    one output section per input section that has full z context."""
+    x = read_tile(job, tile)
+    k = 2 * job.grid.halo[0] + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
+    tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
+    predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
+    return predictor(tiles, job.batch_size)
+
+
+def predict_block(job: Job, index: Index) -> tuple[Box, np.ndarray]:
+    """The block's prediction over the output box it predicts (clipped to the volume)."""
+    block = job.grid.block_at(index)
+    pred = predict_tile(job, block.tile)
+    s = job.grid.scale
+    origin = (block.write[0][0], block.tile[1][0] * s, block.tile[2][0] * s)
+    box = block.predicted(s, job.grid.out_shape)
+    return box, pred[box_slices(box, origin)]
+
+
+def predict_whole(job: Job) -> np.ndarray:
+    """Whole-volume inference in one tile (the reference blockwise output must
+    match): the volume reflect-padded by the halo and up to the grid, restored
+    at once, cropped, rounded. Needs the whole volume in memory."""
+    g = job.grid
+    tile = [(-g.halo[0], g.in_shape[0] + g.halo[0])]
+    for n, h in zip(g.in_shape[1:], g.halo[1:]):
+        tile.append((-h, -(-n // g.grid) * g.grid + h))
+    pred = predict_tile(job, tuple(tile))
+    s = g.scale
+    origin = (0, tile[1][0] * s, tile[2][0] * s)
+    full = tuple((0, n) for n in g.out_shape)
+    return denormalize(pred[box_slices(full, origin)], *job.norm, job.dtype)
+
+
+def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int) -> None:
+    """Write ``data`` at ``region`` of ``level``, then pool it into the following
+    levels up to ``last`` (regions there are whole chunks by construction)."""
+    open_level(job.output, job.levels[level].path)[box_slices(region)] = data
+    for k in range(level + 1, last + 1):
+        lv = job.levels[k]
+        data = downsample(data, lv.factors)
+        region = child_region(region, lv.factors, lv.shape)
+        open_level(job.output, lv.path)[box_slices(region)] = data
+
+
+def _finish_block(job: Job, index: Index, values: np.ndarray) -> Index:
+    block = job.grid.block_at(index)
+    data = denormalize(values, *job.norm, job.dtype)
+    write_levels(job, 0, block.write, data, job.stages[0].last)
+    Journal(job.output).mark(block_key(index))
+    return index
+
+
+def process_block(job: Job, index: Index) -> Index:
+    """``crop`` mode: predict one block and write the voxels it owns."""
+    block = job.grid.block_at(index)
+    box, pred = predict_block(job, index)
+    keep = pred[box_slices(block.write, tuple(a for a, _ in box))]
+    return _finish_block(job, index, keep)
+
+
+def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
+    """Blend modes: predict one block and cut its weighted prediction into the
+    pieces that fall into each block it overlaps (itself included)."""
+    grid = job.grid
+    box, pred = predict_block(job, index)
+    s = grid.scale
+    margin = (grid.halo[1] * s, grid.halo[2] * s)
+    w = block_weights(job.blend, grid.block[1:], grid.out_shape[1:], margin, index[1:], box[1:])
+    pred = pred * w[None]
+    pieces = {}
+    for other in grid.neighbours(index, reach(job.blend, grid.block[1:], margin)):
+        overlap = box_intersect(box, grid.block_at(other).write)
+        if overlap is not None:
+            pieces[other] = pred[box_slices(overlap, tuple(a for a, _ in box))]
+    return pieces
+
+
+def pick(pieces: dict[Index, np.ndarray], index: Index) -> np.ndarray | None:
+    """The piece of a block's prediction that belongs to block ``index``."""
+    return pieces.get(index)
+
+
+def blend_write(job: Job, index: Index, sources: Sequence[Index],
+                *pieces: np.ndarray | None) -> Index:
+    """Blend modes: sum the weighted pieces for block ``index`` and write it."""
+    block = job.grid.block_at(index)
+    total = np.zeros(box_shape(block.write), np.float32)
+    origin = tuple(a for a, _ in block.write)
+    for src, piece in zip(sources, pieces):
+        if piece is None:
+            continue
+        box = box_intersect(job.grid.block_at(src).predicted(job.grid.scale, job.grid.out_shape),
+                            block.write)
+        total[box_slices(box, origin)] += piece
+    return _finish_block(job, index, total)
+
+
+def pyramid_task(job: Job, stage: int, region: Box) -> Box:
+    """Later pyramid stage: read the source level, pool, write levels of the stage."""
+    st = job.stages[stage]
+    src = job.levels[st.source]
+    factors = cumulative(job.levels, st.source, st.first)
+    parent = parent_region(region, factors, src.shape)
+    data = np.asarray(open_level_readonly(job.output, src.path)[box_slices(parent)])
+    for k in range(st.source + 1, st.first + 1):
+        data = downsample(data, job.levels[k].factors)
+    write_levels(job, st.first, region, data, st.last)
+    Journal(job.output).mark(pyramid_key(st.first, region))
+    return region
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+class Future(Protocol):
+    """The part of a future the driver uses."""
+
+    def result(self) -> Any: ...
+
+
+class CompletionQueue(Protocol):
+    """Futures added to it come out of ``next()`` as they finish."""
+
+    def add(self, future: Future) -> None: ...
+
+    def __next__(self) -> Future: ...
+
+
+class Executor(Protocol):
+    """What the driver needs from a cluster (see :mod:`pssr_volume.cluster`)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None) -> Future: ...
+
+    def completion_queue(self) -> CompletionQueue: ...
+
+    def cancel(self, futures: Sequence[Future]) -> None: ...
+
+    @property
+    def n_workers(self) -> int: ...
+
+
+@dataclass
+class RunStats:
+    """What a run did."""
+
+    blocks_total: int = 0
+    blocks_skipped: int = 0
+    blocks_done: int = 0
+    pyramid_tasks: int = 0
+    voxels_written: int = 0
+    seconds: float = 0.0
+
+    @property
+    def mvoxels_per_second(self) -> float:
+        """Level-0 output megavoxels written per second of this run."""
+        return self.voxels_written / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Window:
+    """Keep at most ``limit`` tasks in flight, handing each result to ``on_done``
+    as it finishes (one completion queue for the whole stage)."""
+
+    def __init__(self, executor: Executor, limit: int, on_done: Callable[[Any], None]):
+        self.executor, self.limit, self.on_done = executor, limit, on_done
+        self.queue = executor.completion_queue()
+        self.pending: set[Any] = set()
+
+    def add(self, future: Future) -> None:
+        self.queue.add(future)
+        self.pending.add(future)
+        while len(self.pending) >= self.limit:
+            self._next()
+
+    def _next(self) -> None:
+        future = next(self.queue)
+        self.pending.discard(future)
+        try:
+            self.on_done(future.result())
+        except Exception:
+            self.executor.cancel(list(self.pending))
+            raise
+
+    def finish(self) -> None:
+        while self.pending:
+            self._next()
+
+
+def _submit_crop(job: Job, ex: Executor, todo: list[Index], window: _Window, run: str) -> None:
+    for index in todo:
+        window.add(ex.submit(process_block, job, index, key=f"block-{run}-{index}"))
+
+
+def _submit_blend(job: Job, ex: Executor, todo: list[Index], window: _Window, run: str) -> None:
+    grid = job.grid
+    margin = (grid.halo[1] * grid.scale, grid.halo[2] * grid.scale)
+    r = reach(job.blend, grid.block[1:], margin)
+    needed: dict[Index, int] = {}
+    for index in todo:
+        for src in grid.neighbours(index, r):
+            needed[src] = needed.get(src, 0) + 1
+    predictions: dict[Index, Future] = {}
+    for index in todo:
+        sources = grid.neighbours(index, r)
+        picks = []
+        for src in sources:
+            if src not in predictions:
+                predictions[src] = ex.submit(blend_pieces, job, src, key=f"predict-{run}-{src}")
+            picks.append(ex.submit(pick, predictions[src], index, key=f"pick-{run}-{src}-{index}"))
+            needed[src] -= 1
+            if needed[src] == 0:
+                del predictions[src]
+        window.add(ex.submit(blend_write, job, index, sources, *picks, key=f"write-{run}-{index}"))
+
+
+class Progress(Protocol):
+    """Progress reporting: ``start(total)`` once, then ``advance(n)``."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+
+def execute(job: Job, executor: Executor, progress: Progress | None = None) -> RunStats:
+    """Run every unfinished task of ``job`` on ``executor``.
+
+    Parameters
+    ----------
+    job : Job
+        The planned run; its output must exist already.
+    executor : Executor
+        Where tasks run.
+    progress : Progress, optional
+        Told the number of unfinished tasks, then each one that finishes.
+
+    Raises
+    ------
+    PssrError
+        If a task fails (after the executor's retries). Finished tasks stay
+        recorded, so the run can be completed with ``--resume``.
+    """
+    t0 = time.perf_counter()
+    progress = progress or _NoProgress()
+    run = uuid.uuid4().hex[:8]
+    done = Journal(job.output).done()
+    stats = RunStats(blocks_total=len(job.grid))
+    todo = [i for i in job.grid.indices() if block_key(i) not in done]
+    stats.blocks_skipped = stats.blocks_total - len(todo)
+    pyramid = [
+        [r for r in task_regions(job.levels[st.first].shape, st.task)
+         if pyramid_key(st.first, r) not in done]
+        for st in job.stages[1:]
+    ]
+    progress.start(len(todo) + sum(map(len, pyramid)))
+    limit = max(4, 4 * executor.n_workers)
+
+    def block_done(index: Index) -> None:
+        stats.blocks_done += 1
+        stats.voxels_written += math.prod(box_shape(job.grid.block_at(index).write))
+        progress.advance(1)
+
+    def pyramid_done(_: Any) -> None:
+        stats.pyramid_tasks += 1
+        progress.advance(1)
+
+    try:
+        window = _Window(executor, limit, block_done)
+        submit = _submit_crop if job.blend == "crop" else _submit_blend
+        submit(job, executor, todo, window, run)
+        window.finish()
+        for s, (st, regions) in enumerate(zip(job.stages[1:], pyramid), start=1):
+            window = _Window(executor, limit, pyramid_done)
+            for region in regions:
+                window.add(executor.submit(pyramid_task, job, s, region,
+                                           key=f"pyramid-{run}-{st.first}-{region}"))
+            window.finish()
+    except PssrError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PssrError(
+            f"a task failed: {type(e).__name__}: {msg} (finished blocks are kept; "
+            "rerun with --resume)"
+        ) from e
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+

@@ -1,0 +1,240 @@
+"""Planning a run: validate everything, derive every default, write nothing.
+
+:func:`make_plan` turns a :class:`~pssr_volume.config.RunConfig` into a
+:class:`Plan`: the opened input, the model's identity and halo, the block
+grid, the pyramid, the global intensity range and the run's fingerprint.
+Every user error is raised here, before the output is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pssr_volume import __version__
+from pssr_volume.blocks import BlockGrid, Shape3, check_chunking, default_chunk
+from pssr_volume.config import RunConfig
+from pssr_volume.errors import PssrError
+from pssr_volume.intensity import intensity_range, sample_volume
+from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.io.ome_zarr import is_zarr_store, read_provenance
+from pssr_volume.model import ModelInfo, describe, model_info
+from pssr_volume.models import bundled_model_path
+from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages
+
+DEFAULT_BLOCK_YX = 1024
+DEFAULT_BLOCK_Z = 8
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task needs: small, immutable, picklable (sent to workers)."""
+
+    input: InputVolume
+    output: str
+    model_path: str
+    model_sha: str
+    device: str
+    batch_size: int
+    threads: int
+    grid: BlockGrid
+    blend: str
+    norm: tuple[float, float]
+    levels: tuple[Level, ...]
+    stages: tuple[Stage, ...]
+    chunk: Shape3
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run: the job plus what the driver needs around it."""
+
+    config: RunConfig
+    job: Job
+    model: ModelInfo
+    settings: dict[str, Any]
+    fingerprint: str
+    notes: tuple[str, ...]
+
+    def provenance(self) -> dict[str, Any]:
+        """Group attributes recorded with the output."""
+        return {
+            "software": "pssr-volume",
+            "version": __version__,
+            "model": describe(self.model),
+            "input": {"path": self.job.input.path, "kind": self.job.input.kind,
+                      "shape": list(self.job.input.shape), "dtype": self.job.input.dtype},
+            "settings": self.settings,
+            "fingerprint": self.fingerprint,
+            "command": self.config.model_dump(mode="json"),
+        }
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_paths(input_path: Path, output: Path) -> None:
+    """Refuse an output that is, lies inside, or contains the input."""
+    i, o = input_path.resolve(), output.resolve()
+    if i == o:
+        raise PssrError(f"output {output} is the input; choose another output path")
+    if _is_within(o, i):
+        raise PssrError(f"output {output} lies inside the input {input_path}")
+    if _is_within(i, o):
+        raise PssrError(f"output {output} contains the input {input_path}")
+
+
+def _resolve_model(config: RunConfig) -> ModelInfo:
+    path = config.model or bundled_model_path()
+    if config.model is None and not Path(path).is_file():
+        raise PssrError("the bundled model is missing from this installation; pass --model")
+    return model_info(path)
+
+
+def _round_up(n: int, step: int) -> int:
+    return math.ceil(n / step) * step
+
+
+def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
+              notes: list[str]) -> tuple[BlockGrid, Shape3]:
+    scale, grid = model.config.scale, model.grid
+    step = scale * grid
+    if config.block_shape is None:
+        yx = _round_up(DEFAULT_BLOCK_YX, step)
+        block = (min(DEFAULT_BLOCK_Z, volume.shape[0]), yx, yx)
+    else:
+        block = config.block_shape
+    chunk = config.chunk_shape or default_chunk(block)
+    check_chunking(block, chunk)
+    if config.halo is None:
+        halo_yx = model.default_halo
+    else:
+        halo_yx = tuple(_round_up(h, grid) for h in config.halo)
+        if halo_yx != tuple(config.halo):
+            notes.append(f"halo rounded up to the network grid ({grid}): "
+                         f"{halo_yx[0]},{halo_yx[1]}")
+        if min(halo_yx[0], halo_yx[1]) < min(model.receptive_field):
+            notes.append(f"halo {halo_yx[0]},{halo_yx[1]} is smaller than the model's "
+                         f"receptive field {model.receptive_field[0]},"
+                         f"{model.receptive_field[1]}: blocks may show seams")
+    return BlockGrid(volume.shape, scale, block, (model.z_halo, *halo_yx), grid), chunk
+
+
+def _voxel_size(config: RunConfig, volume: InputVolume, notes: list[str]) -> tuple[float, ...]:
+    if config.voxel_size is not None:
+        return config.voxel_size
+    if volume.voxel_size is not None:
+        return volume.voxel_size
+    notes.append("the input has no voxel size and --voxel-size was not given: using 1 nm")
+    return (1.0, 1.0, 1.0)
+
+
+def _device(config: RunConfig) -> str:
+    if config.device is not None:
+        return config.device
+    if config.cluster == "cuda":
+        return "cuda"
+    import torch
+
+    return "cuda" if config.cluster == "local" and torch.cuda.is_available() else "cpu"
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """Identity of the settings that determine the output bytes."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def make_plan(config: RunConfig, threads: int = 0) -> Plan:
+    """Validate ``config`` and derive everything a run needs (writes nothing).
+
+    Raises
+    ------
+    PssrError
+        For any problem with the input, output path, model or settings.
+    """
+    notes: list[str] = []
+    if not config.input.exists():
+        raise PssrError(f"input not found: {config.input}")
+    check_paths(config.input, config.output)
+    volume = open_input(config.input)
+    notes.extend(volume.notes)
+    model = _resolve_model(config)
+    if model.config.in_slices > 1 and volume.shape[0] == 1:
+        notes.append("a multi-section model on a single section: neighbours are reflections")
+    grid, chunk = _geometry(config, volume, model, notes)
+    voxel = _voxel_size(config, volume, notes)
+    out_voxel = (voxel[0], voxel[1] / model.config.scale, voxel[2] / model.config.scale)
+    levels = plan_levels(grid.out_shape, out_voxel, config.levels)
+    stages = plan_stages(levels, grid.block, chunk)
+    norm_cfg = model.config.normalization
+    sample = None
+    if norm_cfg.mode == "percentile":
+        sample = sample_volume(volume.read, volume.shape)
+    norm = intensity_range(norm_cfg, sample)
+    device = _device(config)
+    settings = {
+        "model_sha256": model.sha256,
+        "input": {"path": volume.path, "shape": list(volume.shape), "dtype": volume.dtype},
+        "input_voxel_size_nm": list(voxel),
+        "scale": model.config.scale,
+        "block_shape": list(grid.block),
+        "chunk_shape": list(chunk),
+        "halo": list(grid.halo),
+        "blend": config.blend,
+        "intensity_range": list(norm),
+        "levels": [{"path": lv.path, "shape": list(lv.shape), "voxel_size_nm": list(lv.voxel_size)}
+                   for lv in levels],
+        "dtype": volume.dtype,
+        "ngff_version": config.ngff_version,
+        "compression": {"codec": "zstd", "level": config.compression_level},
+        "device": device,
+        "batch_size": config.batch_size,
+    }
+    job = Job(
+        input=volume, output=str(config.output.resolve()), model_path=model.path,
+        model_sha=model.sha256, device=device, batch_size=config.batch_size, threads=threads,
+        grid=grid, blend=config.blend, norm=norm, levels=levels, stages=stages, chunk=chunk,
+        dtype=volume.dtype,
+    )
+    plan = Plan(config, job, model, settings, fingerprint(settings), tuple(notes))
+    check_output(plan)
+    return plan
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def check_output(plan: Plan) -> None:
+    """Refuse an existing output unless ``--resume`` (same settings) or ``--overwrite``."""
+    out, cfg = plan.config.output, plan.config
+    if not out.exists():
+        return
+    if out.is_dir() and not any(out.iterdir()) and not cfg.resume:
+        return
+    if cfg.overwrite:
+        if not (out.is_dir() and (is_zarr_store(out) or not any(out.iterdir()))):
+            raise PssrError(f"refusing to overwrite {out}: it is not a Zarr store")
+        return
+    if not cfg.resume:
+        raise PssrError(f"output exists: {out} (use --resume to finish it or --overwrite to "
+                        "replace it)")
+    prov = read_provenance(out)
+    if prov is None or "fingerprint" not in prov:
+        raise PssrError(f"cannot resume: {out} is not a pssr-volume output")
+    if prov["fingerprint"] != plan.fingerprint:
+        changes = "; ".join(_diff(prov.get("settings", {}), plan.settings)) or "unknown"
+        raise PssrError(f"cannot resume {out}: settings differ from the first run ({changes})")
+
+
+def default_workers(device: str) -> int:
+    """Workers for a local cluster: one per GPU device, else up to 4 CPU workers."""
+    return 1 if device == "cuda" else max(1, min(4, os.cpu_count() or 1))

@@ -1,0 +1,87 @@
+"""Run a model on batches of tiles: numpy in, numpy out, one device.
+
+The model is loaded once per process (worker) and cached; tiles are fed to
+the device in batches. Inference is deterministic: fixed convolution
+algorithms and no TF32, so a recomputed block gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import threading
+
+import numpy as np
+import torch
+
+from pssr_volume.model import load_model
+
+_LOCK = threading.Lock()
+LOADS: collections.Counter[str] = collections.Counter()  # loads per model sha256, this process
+
+
+class Predictor:
+    """A loaded model bound to a device.
+
+    Parameters
+    ----------
+    model_path : str
+        Model file.
+    device : str
+        ``"cpu"`` or ``"cuda"`` (or ``"cuda:N"``).
+    sha256 : str
+        The file's hash, for the load counter.
+    """
+
+    def __init__(self, model_path: str, device: str = "cpu", sha256: str = ""):
+        if device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        self.config, self.module = load_model(model_path, device)
+        self.device = torch.device(device)
+        LOADS[sha256] += 1
+
+    @torch.inference_mode()
+    def __call__(self, tiles: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """Restore tiles.
+
+        Parameters
+        ----------
+        tiles : numpy.ndarray
+            ``(n, in_slices, h, w)`` normalised float32.
+        batch_size : int
+            Tiles per forward pass.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, scale*h, scale*w)`` float32.
+        """
+        s = self.config.scale
+        n, _, h, w = tiles.shape
+        out = np.empty((n, s * h, s * w), np.float32)
+        for i in range(0, n, batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size]))
+            y = self.module(x.to(self.device, non_blocking=True))
+            out[i : i + len(x)] = y[:, 0].float().cpu().numpy()
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(model_path: str, sha256: str, device: str) -> Predictor:
+    return Predictor(model_path, device, sha256)
+
+
+def get_predictor(model_path: str, sha256: str, device: str = "cpu", threads: int = 0
+                  ) -> Predictor:
+    """The process-wide predictor for a model (loaded on first use only).
+
+    ``sha256`` is part of the cache key so a changed file is reloaded;
+    ``threads`` > 0 sets torch's intra-op threads for this process.
+    """
+    with _LOCK:
+        if threads > 0 and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return _cached(model_path, sha256, device)

@@ -1,0 +1,148 @@
+"""Multiscale pyramid: level shapes, voxel sizes, and chunk-aligned mean pooling.
+
+Pure numpy. Each level halves y and x; z is halved too once the voxels are
+near isotropic (when halving z makes them more isotropic, i.e. when
+``vz < sqrt(2) * vy``). Level ``k`` is computed from the stored (rounded)
+level ``k - 1`` by mean pooling, aligned to the pooling grid, so it needs no
+halo and has no seams, and computing it in the block task or in a later pass
+gives the same bytes.
+
+Levels are built in *stages*: a task that writes a region of level ``L``
+cascades to the next levels for as long as its region stays a whole number
+of chunks there; the first level it cannot cover starts a new stage whose
+tasks read the previous level back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+Shape3 = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution level: array path, shape, voxel size (nm) and the
+    pooling factors (z, y, x) relative to the level above it."""
+
+    path: str
+    shape: Shape3
+    voxel_size: tuple[float, float, float]
+    factors: Shape3
+
+
+def plan_levels(shape: Shape3, voxel_size: tuple[float, float, float], n_levels: int | None,
+                min_size: int = 256) -> tuple[Level, ...]:
+    """Levels of an output of ``shape`` and level-0 ``voxel_size``.
+
+    ``n_levels=None`` adds levels until y and x fit in ``min_size``.
+    Pooling stops early once the volume is a single voxel in y and x.
+    """
+    levels = [Level("0", shape, voxel_size, (1, 1, 1))]
+    while True:
+        prev = levels[-1]
+        if n_levels is not None and len(levels) >= n_levels:
+            break
+        if n_levels is None and max(prev.shape[1:]) <= min_size:
+            break
+        if max(prev.shape[1:]) == 1:
+            break
+        vz, vy, vx = prev.voxel_size
+        fz = 2 if prev.shape[0] > 1 and vz < math.sqrt(2) * vy else 1
+        factors = (fz, 2, 2)
+        levels.append(Level(
+            str(len(levels)),
+            tuple(math.ceil(n / f) for n, f in zip(prev.shape, factors)),
+            (vz * fz, vy * 2, vx * 2),
+            factors,
+        ))
+    return tuple(levels)
+
+
+def downsample(data: np.ndarray, factors: Shape3) -> np.ndarray:
+    """Mean-pool ``data`` by ``factors`` (z, y, x).
+
+    Trailing partial cells average only the voxels they have (edge
+    replication). Integer data is rounded half up and keeps its dtype.
+    """
+    if factors == (1, 1, 1):
+        return data
+    pad = [(0, -n % f) for n, f in zip(data.shape, factors)]
+    if any(p for _, p in pad):
+        data = np.pad(data, pad, mode="edge")
+    z, y, x = data.shape
+    fz, fy, fx = factors
+    cells = data.reshape(z // fz, fz, y // fy, fy, x // fx, fx)
+    n = fz * fy * fx
+    if data.dtype.kind in "iu":
+        acc = np.int64 if data.dtype.itemsize >= 4 else np.int32
+        total = cells.sum(axis=(1, 3, 5), dtype=acc)
+        return ((total + n // 2) // n).astype(data.dtype)
+    return cells.mean(axis=(1, 3, 5), dtype=np.float64).astype(data.dtype)
+
+
+def cumulative(levels: tuple[Level, ...], start: int, stop: int) -> Shape3:
+    """Total pooling factors from level ``start`` to level ``stop``."""
+    f = [1, 1, 1]
+    for lv in levels[start + 1 : stop + 1]:
+        f = [a * b for a, b in zip(f, lv.factors)]
+    return tuple(f)
+
+
+def cascade_end(levels: tuple[Level, ...], level: int, task: Shape3, chunk: Shape3) -> int:
+    """Last level a task writing ``task``-shaped regions of ``level`` can also
+    write itself: its region must stay a whole number of chunks."""
+    end = level
+    for k in range(level + 1, len(levels)):
+        f = cumulative(levels, level, k)
+        if any(t % (ff * c) for t, ff, c in zip(task, f, chunk)):
+            break
+        end = k
+    return end
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Tasks that read ``source`` (``None``: the network) and write levels
+    ``first..last``, each task covering a ``task``-shaped region of ``first``."""
+
+    source: int | None
+    first: int
+    last: int
+    task: Shape3
+
+
+def plan_stages(levels: tuple[Level, ...], block: Shape3, chunk: Shape3) -> tuple[Stage, ...]:
+    """Split the pyramid into stages (see module docstring)."""
+    stages = [Stage(None, 0, cascade_end(levels, 0, block, chunk), block)]
+    while stages[-1].last < len(levels) - 1:
+        src = stages[-1].last
+        first = src + 1
+        stages.append(Stage(src, first, cascade_end(levels, first, block, chunk), block))
+    return tuple(stages)
+
+
+def task_regions(shape: Shape3, task: Shape3) -> list[tuple[tuple[int, int], ...]]:
+    """Chunk-aligned task regions tiling a level of ``shape``, raster order."""
+    ranges = [
+        [(i * t, min((i + 1) * t, n)) for i in range(math.ceil(n / t))]
+        for n, t in zip(shape, task)
+    ]
+    return [(a, b, c) for a in ranges[0] for b in ranges[1] for c in ranges[2]]
+
+
+def child_region(region: tuple[tuple[int, int], ...], factors: Shape3,
+                 shape: Shape3) -> tuple[tuple[int, int], ...]:
+    """Region of the next level produced by pooling ``region`` by ``factors``."""
+    return tuple(
+        (a // f, min(math.ceil(b / f), n)) for (a, b), f, n in zip(region, factors, shape)
+    )
+
+
+def parent_region(region: tuple[tuple[int, int], ...], factors: Shape3,
+                  shape: Shape3) -> tuple[tuple[int, int], ...]:
+    """Region of the level above whose pooling gives ``region``."""
+    return tuple((a * f, min(b * f, n)) for (a, b), f, n in zip(region, factors, shape))

@@ -1,0 +1,106 @@
+"""``pssr-volume run``: plan, prepare the output, execute on a cluster, finish.
+
+The library entry point behind the command line::
+
+    from pssr_volume.config import RunConfig
+    from pssr_volume.run import run
+    stats = run(RunConfig(input="in.tif", output="out.ome.zarr"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pssr_volume.cluster import open_executor
+from pssr_volume.config import RunConfig
+from pssr_volume.io.ome_zarr import create_output, read_provenance, remove_output, update_provenance
+from pssr_volume.pipeline import RunStats, execute
+from pssr_volume.plan import Plan, make_plan
+
+
+def _fmt(values: tuple | list, sep: str = "x") -> str:
+    return sep.join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def summary(plan: Plan) -> list[str]:
+    """Human-readable lines describing a planned run."""
+    job, m = plan.job, plan.model
+    top, last = job.levels[0], job.levels[-1]
+    return [
+        f"input   {job.input.path}: {job.input.kind} {_fmt(job.input.shape)} {job.input.dtype}, "
+        f"voxel {_fmt(plan.settings['input_voxel_size_nm'])} nm",
+        f"model   {m.config.name} ({m.config.architecture}, x{m.config.scale}, "
+        f"{m.config.in_slices} section(s) in, receptive field {m.receptive_field[1]} px, "
+        f"sha256 {m.sha256[:12]})",
+        f"output  {job.output}: {_fmt(top.shape)} {job.dtype} at {_fmt(top.voxel_size)} nm, "
+        f"{len(job.levels)} levels (to {_fmt(last.shape)}), chunks {_fmt(job.chunk)}, "
+        f"NGFF {plan.config.ngff_version}",
+        f"blocks  {len(job.grid)} of {_fmt(job.grid.block)} (grid {_fmt(job.grid.counts)}), "
+        f"halo {_fmt(job.grid.halo[1:], ',')} px, blend {job.blend}, device {job.device}",
+    ]
+
+
+class _Bar:
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar = enabled, None
+
+    def start(self, total: int) -> None:
+        self.bar = tqdm(total=total, unit="task", desc="restoring", disable=not self.enabled,
+                        dynamic_ncols=True, smoothing=0.1)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def prepare_output(plan: Plan) -> None:
+    """Create the output store (after ``--overwrite`` removal), or reuse it on resume."""
+    out: Path = plan.config.output
+    if plan.config.overwrite and out.exists():
+        remove_output(out)
+    if read_provenance(out) is None:
+        if out.is_dir():
+            out.rmdir()  # an empty directory (anything else was refused by the plan)
+        job = plan.job
+        create_output(out, job.levels, job.chunk, job.dtype, plan.config.ngff_version,
+                      plan.config.compression_level, name=plan.model.config.name,
+                      provenance={**plan.provenance(), "status": "running"})
+
+
+def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunStats:
+    """Restore ``config.input`` into the OME-Zarr ``config.output``.
+
+    Raises
+    ------
+    PssrError
+        For any user error (nothing is written then) or a failed task
+        (finished blocks are kept; ``--resume`` completes the run).
+    """
+    plan = make_plan(config)
+    with open_executor(config.cluster, config.workers, plan.job.device,
+                       str(config.profile) if config.profile else None) as ex:
+        for note in plan.notes:
+            log(f"note: {note}")
+        for line in summary(plan):
+            log(line)
+        prepare_output(plan)
+        job = dataclasses.replace(plan.job, threads=ex.torch_threads)
+        if ex.dashboard:
+            log(f"cluster {config.cluster}: {ex.n_workers} worker(s), dashboard {ex.dashboard}")
+        bar = _Bar(config.progress)
+        try:
+            stats = execute(job, ex, bar)
+        finally:
+            bar.close()
+    update_provenance(config.output, status="complete",
+                      completed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    return stats

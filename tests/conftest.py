@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny model files, a real Dask cluster, TIFF writers, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from pssr_volume.config import ModelConfig, NormalizationConfig
+from pssr_volume.model import FastUNet, Pointwise, save_model
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+
+
+def write_tiff(path: Path, data: np.ndarray, voxel: tuple[float, float, float] | None = (
+        50.0, 18.4, 18.4)) -> Path:
+    """An ImageJ TIFF stack with a voxel size (z, y, x) in nm, like a microscope writes."""
+    if voxel is None:
+        tifffile.imwrite(path, data, photometric="minisblack")
+    else:
+        tifffile.imwrite(path, data, imagej=True, resolution=(1 / voxel[2], 1 / voxel[1]),
+                         metadata={"spacing": voxel[0], "unit": "nm", "axes": "ZYX"})
+    return path
+
+
+def em_like(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Smooth random structure plus noise, uint8: enough texture for a network to
+    react to, cheap to make."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.normal(size=shape), sigma=(0.5, 2.0, 2.0))
+    field = (field - field.mean()) / (field.std() + 1e-9)
+    noisy = 128 + 40 * field + rng.normal(0, 8, size=shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def digest(path: Path) -> str:
+    """SHA-256 over every file below ``path`` (or of the file), with names."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path.parent)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Model files: ``pointwise`` (exact stand-in), ``fast`` and ``fast3`` (random
+    initialised pssr-fast, 1 and 3 input sections)."""
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    out = {
+        "pointwise": save_model(
+            d / "pointwise.safetensors", Pointwise(),
+            ModelConfig(name="pointwise", architecture="pointwise",
+                        normalization=NormalizationConfig(mode="fixed", low=0, high=255))),
+    }
+    for name, slices in (("fast", 1), ("fast3", 3)):
+        net = FastUNet(in_slices=slices, width=8)
+        with torch.no_grad():  # a random network with a visible, non-trivial response
+            net.tail.weight.normal_(0, 0.05)
+        out[name] = save_model(
+            d / f"{name}.safetensors", net,
+            ModelConfig(name=name, architecture="pssr-fast", arch_args={"width": 8},
+                        in_slices=slices))
+    return out
+
+
+@pytest.fixture(scope="session")
+def scheduler() -> Iterator[str]:
+    """Address of a real dask.distributed LocalCluster (2 worker processes),
+    shared by the tests that pass ``--cluster tcp://...``."""
+    from dask.distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``pssr-volume`` in-process; returns (exit status, stdout, stderr)."""
+    from pssr_volume.cli import main
+
+    def call(*args: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call

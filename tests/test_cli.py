@@ -1,0 +1,154 @@
+"""The command line: the main job as a user types it, and every bad input.
+
+Each bad input must give one line on stderr, a non-zero exit status, no
+traceback, no output written, and an unchanged input.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import zarr
+from conftest import digest, em_like, write_tiff
+
+from pssr_volume.models import bundled_model_path
+
+
+@pytest.fixture
+def inp(tmp_path):
+    return write_tiff(tmp_path / "in.tif", em_like((2, 24, 20)))
+
+
+def assert_clean_failure(code, out, err, output=None):
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("Error: ") and "Traceback" not in err
+    if output is not None:
+        assert not output.exists()
+
+
+def bad_cases(tmp_path, inp, models):
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i in range(3):
+        write_tiff(folder / f"{i}.tif", em_like((1, 16, 16), seed=i)[0], voxel=None)
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(inp.read_bytes()[:300])
+    garbage_model = tmp_path / "garbage.safetensors"
+    garbage_model.write_bytes(b"not a model at all" * 10)
+    pickled_model = tmp_path / "model.pt"
+    pickled_model.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    out = tmp_path / "out.ome.zarr"
+    m = ["--model", models["fast"]]
+    return {
+        "missing input": [tmp_path / "nope.tif", out, *m],
+        "corrupt tiff": [corrupt, out, *m],
+        "output is input": [inp, inp, *m],
+        "output inside input": [folder, folder / "out.ome.zarr", *m],
+        "zero block": [inp, out, *m, "--block-shape", "0,64,64"],
+        "negative block": [inp, out, *m, "--block-shape", "1,-64,64"],
+        "garbage block": [inp, out, *m, "--block-shape", "a,b,c"],
+        "two-value block": [inp, out, *m, "--block-shape", "64,64"],
+        "off-grid block": [inp, out, *m, "--block-shape", "1,60,64"],
+        "block not a multiple of chunk": [inp, out, *m, "--block-shape", "2,64,64",
+                                          "--chunk-shape", "2,48,64"],
+        "negative halo": [inp, out, *m, "--halo", "-4,8"],
+        "garbage halo": [inp, out, *m, "--halo", "x"],
+        "zero voxel size": [inp, out, *m, "--voxel-size", "0,4,4"],
+        "garbage voxel size": [inp, out, *m, "--voxel-size", "50,nm,4"],
+        "missing model": [inp, out, "--model", tmp_path / "missing.safetensors"],
+        "garbage model": [inp, out, "--model", garbage_model],
+        "pickle model": [inp, out, "--model", pickled_model],
+        "unknown cluster": [inp, out, *m, "--cluster", "kubernetes"],
+        "resume and overwrite": [inp, out, *m, "--resume", "--overwrite"],
+        "zero workers": [inp, out, *m, "--workers", "0"],
+    }
+
+
+CASES = ["missing input", "corrupt tiff", "output is input", "output inside input",
+         "zero block", "negative block", "garbage block", "two-value block", "off-grid block",
+         "block not a multiple of chunk", "negative halo", "garbage halo", "zero voxel size",
+         "garbage voxel size", "missing model", "garbage model", "pickle model",
+         "unknown cluster", "resume and overwrite", "zero workers"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_clean_line(tmp_path, inp, models, cli, case):
+    args = bad_cases(tmp_path, inp, models)[case]
+    inp.chmod(0o444)
+    before = digest(tmp_path)
+    code, out, err = cli("run", *args, "--no-progress")
+    assert_clean_failure(code, out, err)
+    assert digest(tmp_path) == before  # nothing written, input unchanged
+
+
+def test_existing_output_is_refused_and_kept(tmp_path, inp, models, cli, scheduler):
+    out = tmp_path / "out.ome.zarr"
+    args = ["run", inp, out, "--model", models["pointwise"], "--cluster", scheduler,
+            "--no-progress"]
+    assert cli(*args)[0] == 0
+    before = digest(out)
+    code, _, err = cli(*args)
+    assert_clean_failure(code, "", err)
+    assert "output exists" in err and digest(out) == before
+    not_zarr = tmp_path / "precious"
+    not_zarr.mkdir()
+    (not_zarr / "thesis.txt").write_text("do not delete")
+    code, _, err = cli("run", inp, not_zarr, "--model", models["pointwise"], "--overwrite")
+    assert_clean_failure(code, "", err)
+    assert (not_zarr / "thesis.txt").read_text() == "do not delete"
+
+
+def test_run_reports_and_info_describes(tmp_path, inp, models, cli, scheduler):
+    out = tmp_path / "out.ome.zarr"
+    code, _, err = cli("run", inp, out, "--model", models["fast"], "--cluster", scheduler,
+                       "--block-shape", "2,64,64", "--no-progress")
+    assert code == 0, err
+    assert "done: 4 block(s) restored" in err and "receptive field 26 px" in err
+    code, text, _ = cli("info", models["fast"])
+    assert code == 0 and '"architecture": "pssr-fast"' in text and '"default_halo"' in text
+    code, text, _ = cli("info", out)
+    assert code == 0 and "shape (z, y, x) = (2, 96, 80)" in text and '"fingerprint"' in text
+    assert cli("info", tmp_path / "missing")[0] != 0
+
+
+def test_no_voxel_size_warns_and_uses_1nm(tmp_path, models, cli, scheduler):
+    inp = write_tiff(tmp_path / "raw.tif", em_like((1, 16, 16)), voxel=None)
+    code, _, err = cli("run", inp, tmp_path / "o.ome.zarr", "--model", models["pointwise"],
+                       "--cluster", scheduler, "--no-progress")
+    assert code == 0 and "no voxel size" in err
+    scale = zarr.open_group(str(tmp_path / "o.ome.zarr"), mode="r").attrs["ome"][
+        "multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == [1.0, 0.25, 0.25]
+    code, _, err = cli("run", inp, tmp_path / "o2.ome.zarr", "--model", models["pointwise"],
+                       "--cluster", scheduler, "--no-progress", "--voxel-size", "30,8,8")
+    assert code == 0 and "no voxel size" not in err
+
+
+def test_demo_command(tmp_path, cli):
+    code, _, err = cli("demo", tmp_path / "demo.tif", "--shape", "2,64,48")
+    assert code == 0 and (tmp_path / "demo.tif").is_file()
+    code, _, err = cli("demo", tmp_path / "demo.tif")
+    assert_clean_failure(code, "", err)
+
+
+@pytest.mark.skipif(not bundled_model_path().is_file(), reason="bundled model not built")
+def test_issue_example_block_shapes_agree(tmp_path, cli):
+    """The documented acceptance run: a 4 x 192 x 160 uint8 TIFF at 18.4 nm restored
+    with the bundled model on a local cluster, with two block shapes."""
+    inp = write_tiff(tmp_path / "in.tif", em_like((4, 192, 160), seed=11), voxel=(50, 18.4, 18.4))
+    results = []
+    for block in ("4,256,256", "4,1024,1024"):
+        out = tmp_path / f"out-{block.replace(',', 'x')}.ome.zarr"
+        code, _, err = cli("run", inp, out, "--block-shape", block, "--workers", "2",
+                           "--no-progress")
+        assert code == 0, err
+        group = zarr.open_group(str(out), mode="r")
+        ds = group.attrs["ome"]["multiscales"][0]["datasets"][0]
+        assert group["0"].shape == (4, 768, 640)
+        assert ds["coordinateTransformations"][0]["scale"] == pytest.approx([50, 4.6, 4.6])
+        results.append(group["0"][:].astype(int))
+    assert np.abs(results[0] - results[1]).max() <= 2

@@ -1,0 +1,132 @@
+"""Architectures, receptive field, and the safetensors model-file format."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from pssr_volume.config import ModelConfig
+from pssr_volume.errors import PssrError
+from pssr_volume.model import (
+    FastUNet,
+    Pointwise,
+    load_model,
+    model_info,
+    read_config,
+    receptive_field,
+    save_model,
+)
+
+
+@pytest.mark.parametrize("slices", [1, 3, 5])
+@pytest.mark.parametrize(("h", "w"), [(8, 12), (20, 16), (4, 4)])
+def test_fast_net_upsamples_any_size_on_its_grid(slices, h, w):
+    net = FastUNet(in_slices=slices, width=8).eval()
+    with torch.inference_mode():
+        assert net(torch.rand(2, slices, h, w)).shape == (2, 1, 4 * h, 4 * w)
+
+
+def test_fresh_fast_net_starts_close_to_bilinear():
+    net = FastUNet(width=8).eval()
+    x = torch.rand(1, 1, 16, 16)
+    base = torch.nn.functional.interpolate(x, scale_factor=4, mode="bilinear")
+    with torch.inference_mode():
+        assert (net(x) - base).abs().mean() < 0.1
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"depth": 1, "width": 8}, {"blocks": 2, "width": 8}])
+def test_receptive_field_is_exact(kwargs):
+    """Perturbing inputs at the measured radius changes a grid cell's output;
+    perturbing them one pixel further out changes nothing at all."""
+    torch.manual_seed(0)
+    net = FastUNet(**kwargs).eval()
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    g = net.downsampling
+    ry, rx = receptive_field(net, 1, 4, g)
+    assert ry == rx and ry > 0
+    n = 2 * ry + 4 * g
+    c0 = (n // 2 // g) * g
+    x = torch.rand(1, 1, n, n)
+
+    def cell(inp):
+        with torch.inference_mode():
+            return net(inp)[..., c0 * 4:(c0 + g) * 4, c0 * 4:(c0 + g) * 4]
+
+    base = cell(x)
+    for d, changes in [(ry, True), (ry + 1, False)]:
+        y = x.clone()
+        y[..., c0 - d, :] += 1
+        y[..., c0 + g - 1 + d, :] += 1
+        y[..., :, c0 - d] += 1
+        y[..., :, c0 + g - 1 + d] += 1
+        assert bool((cell(y) != base).any()) is changes
+
+
+def test_pointwise_has_no_context():
+    assert receptive_field(Pointwise(), 1, 4, 1) == (0, 0)
+
+
+def test_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = FastUNet(width=8)
+    cfg = ModelConfig(name="t", architecture="pssr-fast", arch_args={"width": 8},
+                      metrics={"psnr": 30.0})
+    path = save_model(tmp_path / "m.safetensors", net, cfg)
+    loaded_cfg, loaded = load_model(path)
+    assert loaded_cfg == cfg
+    x = torch.rand(1, 1, 12, 12)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(net.eval()(x).numpy(), loaded(x).numpy())
+    info = model_info(path)
+    assert info.receptive_field == (26, 26) and info.default_halo == (28, 28) and info.grid == 4
+    with torch.no_grad():
+        net.head.bias.add_(1)
+    other = save_model(tmp_path / "m2.safetensors", net, cfg)
+    assert model_info(other).sha256 != info.sha256
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_payload_is_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps({"weights": _Payload(marker)}))
+    torch.save({"state": _Payload(marker)}, tmp_path / "evil.pt")
+    for path in (evil, tmp_path / "evil.pt"):
+        with pytest.raises(PssrError, match="not a pssr-volume model file"):
+            load_model(path)
+    assert not marker.exists()
+
+
+def test_bad_model_files(tmp_path):
+    with pytest.raises(PssrError, match="not found"):
+        read_config(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(PssrError, match="not a pssr-volume model file"):
+        read_config(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(PssrError, match="without pssr-volume model metadata"):
+        read_config(tmp_path / "plain.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "arch.safetensors"), metadata={
+        "pssr_volume": ModelConfig(name="x", architecture="nope").model_dump_json()})
+    with pytest.raises(PssrError, match="unknown architecture 'nope'"):
+        load_model(tmp_path / "arch.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "w.safetensors"), metadata={
+        "pssr_volume": ModelConfig(name="x", architecture="pssr-fast").model_dump_json()})
+    with pytest.raises(PssrError, match="weights do not match"):
+        load_model(tmp_path / "w.safetensors")
+    good = save_model(tmp_path / "good.safetensors", FastUNet(width=8),
+                      ModelConfig(name="x", architecture="pssr-fast", arch_args={"width": 8}))
+    (tmp_path / "cut.safetensors").write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(PssrError):
+        load_model(tmp_path / "cut.safetensors")

@@ -1,0 +1,87 @@
+"""Pyramid planning and pooling: pure numpy, including the staged cascade."""
+
+import numpy as np
+import pytest
+
+from pssr_volume.blocks import box_slices
+from pssr_volume.pyramid import (
+    cascade_end,
+    child_region,
+    cumulative,
+    downsample,
+    parent_region,
+    plan_levels,
+    plan_stages,
+    task_regions,
+)
+
+
+def test_levels_halve_yx_and_z_only_when_near_isotropic():
+    lv = plan_levels((20, 4096, 4096), (50.0, 4.6, 4.6), None)
+    assert [x.shape for x in lv][:3] == [(20, 4096, 4096), (20, 2048, 2048), (20, 1024, 1024)]
+    assert lv[-1].shape[1] <= 256
+    # 50 nm sections stay put until xy reaches 36.8 nm (50 < sqrt(2) * 36.8): then z halves too
+    assert [x.factors[0] for x in lv] == [1, 1, 1, 1, 2]
+    iso = plan_levels((64, 512, 512), (10.0, 2.5, 2.5), 5)
+    assert [x.factors[0] for x in iso] == [1, 1, 1, 2, 2]
+    assert iso[3].voxel_size == (20.0, 20.0, 20.0)
+    assert plan_levels((1, 40, 30), (1.0, 1.0, 1.0), 3)[2].shape == (1, 10, 8)
+
+
+def test_downsample_means_and_rounds():
+    a = np.arange(2 * 4 * 6, dtype=np.uint8).reshape(2, 4, 6)
+    got = downsample(a, (1, 2, 2))
+    want = (a.reshape(2, 2, 2, 3, 2).astype(float).mean(axis=(2, 4)) + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.uint8
+    odd = np.array([[[1, 2, 3]]], np.uint16)
+    np.testing.assert_array_equal(downsample(odd, (1, 1, 2)), [[[2, 3]]])  # last cell alone
+    f = np.random.default_rng(0).random((3, 5, 7)).astype(np.float32)
+    assert downsample(f, (2, 2, 2)).shape == (2, 3, 4)
+    assert downsample(f, (2, 2, 2))[0, 0, 0] == pytest.approx(f[:2, :2, :2].mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "voxel", "block", "chunk"), [
+    ((4, 768, 640), (50.0, 4.6, 4.6), (4, 256, 256), (4, 256, 256)),
+    ((4, 768, 640), (50.0, 4.6, 4.6), (4, 1024, 1024), (4, 256, 256)),
+    ((9, 300, 200), (2.0, 2.0, 2.0), (4, 128, 64), (2, 32, 32)),
+    ((1, 97, 61), (1.0, 1.0, 1.0), (1, 32, 32), (1, 16, 16)),
+])
+def test_staged_cascade_equals_pooling_the_whole_volume(shape, voxel, block, chunk):
+    """Simulate the engine's tasks (chunk-aligned regions, cascades, stages)
+    with numpy and compare with pooling the whole level at once: no seams."""
+    rng = np.random.default_rng(1)
+    level0 = rng.integers(0, 256, shape, dtype=np.uint8)
+    levels = plan_levels(shape, voxel, None, min_size=16)
+    stages = plan_stages(levels, block, chunk)
+    out = [np.full(lv.shape, 77, np.uint8) for lv in levels]
+    writes = [np.zeros(lv.shape, np.int32) for lv in levels]
+
+    def write(level, region, data, last):
+        out[level][box_slices(region)] = data
+        writes[level][box_slices(region)] += 1
+        for k in range(level + 1, last + 1):
+            data = downsample(data, levels[k].factors)
+            region = child_region(region, levels[k].factors, levels[k].shape)
+            out[k][box_slices(region)] = data
+            writes[k][box_slices(region)] += 1
+
+    for region in task_regions(shape, block):
+        write(0, region, level0[box_slices(region)], stages[0].last)
+    for st in stages[1:]:
+        f = cumulative(levels, st.source, st.first)
+        for region in task_regions(levels[st.first].shape, st.task):
+            data = out[st.source][box_slices(parent_region(region, f, levels[st.source].shape))]
+            for k in range(st.source + 1, st.first + 1):
+                data = downsample(data, levels[k].factors)
+            write(st.first, region, data, st.last)
+
+    ref = level0
+    for k, lv in enumerate(levels):
+        if k:
+            ref = downsample(ref, lv.factors)
+        np.testing.assert_array_equal(out[k], ref)
+        assert (writes[k] == 1).all(), f"level {k}: every voxel written exactly once"
+        # every task region of a cascade stays chunk-aligned
+    for st in stages:
+        assert cascade_end(levels, st.first, st.task, chunk) == st.last
