@@ -229,6 +229,14 @@ class RunStats:
         return self.voxels_written / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
 
+class TaskFailed(Exception):
+    """A task failed for good (after the executor's retries)."""
+
+    def __init__(self, label: str, error: BaseException):
+        super().__init__(label, error)
+        self.label, self.error = label, error
+
+
 class _Window:
     """Keep at most ``limit`` tasks in flight, handing each result to ``on_done``
     as it finishes (one completion queue for the whole stage)."""
@@ -236,31 +244,37 @@ class _Window:
     def __init__(self, executor: Executor, limit: int, on_done: Callable[[Any], None]):
         self.executor, self.limit, self.on_done = executor, limit, on_done
         self.queue = executor.completion_queue()
-        self.pending: set[Any] = set()
+        self.pending: dict[Any, str] = {}
 
-    def add(self, future: Future) -> None:
+    def add(self, future: Future, label: str) -> None:
         self.queue.add(future)
-        self.pending.add(future)
+        self.pending[future] = label
         while len(self.pending) >= self.limit:
             self._next()
 
     def _next(self) -> None:
         future = next(self.queue)
-        self.pending.discard(future)
+        label = self.pending.pop(future)
         try:
-            self.on_done(future.result())
-        except Exception:
+            result = future.result()
+        except Exception as e:
             self.executor.cancel(list(self.pending))
-            raise
+            raise TaskFailed(label, e) from e
+        self.on_done(result)
 
     def finish(self) -> None:
         while self.pending:
             self._next()
 
 
+def _fmt_index(index: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, index)) + ")"
+
+
 def _submit_crop(job: Job, ex: Executor, todo: list[Index], window: _Window, run: str) -> None:
     for index in todo:
-        window.add(ex.submit(process_block, job, index, key=f"block-{run}-{index}"))
+        window.add(ex.submit(process_block, job, index, key=f"block-{run}-{index}"),
+                   f"block {_fmt_index(index)}")
 
 
 def _submit_blend(job: Job, ex: Executor, todo: list[Index], window: _Window, run: str) -> None:
@@ -282,7 +296,8 @@ def _submit_blend(job: Job, ex: Executor, todo: list[Index], window: _Window, ru
             needed[src] -= 1
             if needed[src] == 0:
                 del predictions[src]
-        window.add(ex.submit(blend_write, job, index, sources, *picks, key=f"write-{run}-{index}"))
+        window.add(ex.submit(blend_write, job, index, sources, *picks, key=f"write-{run}-{index}"),
+                   f"block {_fmt_index(index)}")
 
 
 class Progress(Protocol):
@@ -352,15 +367,16 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
             window = _Window(executor, limit, pyramid_done)
             for region in regions:
                 window.add(executor.submit(pyramid_task, job, s, region,
-                                           key=f"pyramid-{run}-{st.first}-{region}"))
+                                           key=f"pyramid-{run}-{st.first}-{region}"),
+                           f"pyramid level {st.first} at {_fmt_index(tuple(a for a, _ in region))}")
             window.finish()
-    except PssrError:
-        raise
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except TaskFailed as e:
+        name, text = type(e.error).__name__, str(e.error).strip()
+        msg = f"{name}: {text.splitlines()[0]}" if text else name
+        done_now = stats.blocks_skipped + stats.blocks_done
         raise PssrError(
-            f"a task failed: {type(e).__name__}: {msg} (finished blocks are kept; "
-            "rerun with --resume)"
+            f"{e.label} failed: {msg} ({done_now} of {stats.blocks_total} blocks are done and "
+            "kept; rerun with --resume)"
         ) from e
     stats.seconds = time.perf_counter() - t0
     return stats
