@@ -13,4 +13,13 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["PssrError", "__version__"]
+__all__ = ["PssrError", "__version__", "open_ome_zarr"]
+
+
+def __getattr__(name: str) -> object:
+    """Lazy exports: ``open_ome_zarr`` imports xarray, dask and zarr only when used."""
+    if name == "open_ome_zarr":
+        from pssr_volume.xarray_view import open_ome_zarr
+
+        return open_ome_zarr
+    raise AttributeError(f"module 'pssr_volume' has no attribute {name!r}")

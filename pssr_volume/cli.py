@@ -71,7 +71,7 @@ def cli() -> None:
 @click.option("--profile", type=click.Path(path_type=Path), default=None,
               help="Cluster profile YAML (see workflows/).")
 @click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None,
-              help="Output write block, a multiple of the output chunk. Default 8,1024,1024.")
+              help="Output write block, a multiple of the output chunk. Default 2,4096,4096.")
 @click.option("--chunk-shape", type=Numbers(3, int, "ZYX"), default=None,
               help="Output chunk shape. Default: up to 8,256,256, dividing the block.")
 @click.option("--halo", type=Numbers(2, int, "YX"), default=None,
@@ -94,7 +94,8 @@ def cli() -> None:
               help="zstd level of the output chunks.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(**kwargs: Any) -> None:
-    """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr) into the OME-Zarr OUTPUT."""
+    """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr, N5, file.h5:/dataset, MRC)
+    into the OME-Zarr OUTPUT."""
     from pssr_volume.config import RunConfig
     from pssr_volume.run import run as run_restore
 
@@ -105,6 +106,134 @@ def run(**kwargs: Any) -> None:
         f"{stats.pyramid_tasks} pyramid task(s), {stats.seconds:.1f} s "
         f"({stats.mvoxels_per_second:.2f} output Mvoxel/s)"
     )
+
+
+def _arch_args(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--arch-arg")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@cli.command()
+@click.argument("hr_inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for model.safetensors, metrics.csv and train.json.")
+@click.option("--name", default="pssr-model", show_default=True)
+@click.option("--architecture", default="pssr-fast", show_default=True)
+@click.option("--arch-arg", "arch_arg", multiple=True, help="Architecture argument KEY=VALUE.")
+@click.option("--in-slices", type=int, default=1, show_default=True)
+@click.option("--scale", type=int, default=4, show_default=True)
+@click.option("--crappifier", default="mix", show_default=True,
+              help="mix (PSSR and PSSR2 orders, a range of noise levels) or a preset name.")
+@click.option("--steps", type=int, default=2000, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--tile", type=int, default=256, show_default=True, help="HR tile edge (px).")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--val-every", type=int, default=200, show_default=True)
+@click.option("--val-tiles", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto",
+              show_default=True, help="Mixed precision on CUDA (auto: bf16 if supported).")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Processes making training batches ahead (0: in the training process).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint (same settings).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool,
+          resume: bool, **kwargs: Any) -> None:
+    """Train a model on HR_INPUTS (volumes at the target pixel size), crappified on the fly.
+
+    Writes model.safetensors (best validation PSNR), train.json, metrics.csv/.json,
+    training.png and a checkpoint at every validation into --out."""
+    from pssr_volume.config import TrainConfig
+    from pssr_volume.train import train as run_training
+
+    for p in hr_inputs:
+        if not p.exists():
+            raise PssrError(f"input not found: {p}")
+    config = TrainConfig(inputs=hr_inputs, arch_args=_arch_args(arch_arg), **kwargs)
+    path = run_training(config, log=_echo, progress=progress, resume=resume)
+    _echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--preset", default="pssr-em", show_default=True,
+              help="pssr-em | pssr-fluo | pssr2 | mix (one random PSSR/PSSR2-style pipeline).")
+@click.option("--scale", type=int, default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--voxel-size", type=Numbers(3, float, "ZYX"), default=None,
+              help="Input voxel size in nm, when the input has none (or to override it).")
+def crappify(input: Path, output: Path, preset: str, scale: int, seed: int,
+             voxel_size: tuple[float, float, float] | None) -> None:
+    """Degrade INPUT into a new low-resolution OUTPUT (.tif/.tiff: ImageJ TIFF; .zarr:
+    OME-Zarr), section by section; the voxel size grows by --scale in y and x."""
+    from pssr_volume.degrade import crappify_volume
+
+    done = crappify_volume(input, output, preset, scale, seed, voxel_size, log=_echo)
+    _echo(f"wrote {output}: {'x'.join(map(str, done['output_shape']))} {done['dtype']} "
+          f"({preset}, x{scale}, seed {seed})")
+
+
+class ZRange(click.ParamType):
+    """``START:STOP`` section range."""
+
+    name = "START:STOP"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, tuple):
+            return value
+        a, sep, b = str(value).partition(":")
+        try:
+            return int(a), int(b)
+        except ValueError:
+            self.fail(f"expected START:STOP (integers), got {value!r}", param, ctx)
+
+
+@cli.command()
+@click.option("--hr", "hr", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="High-resolution volume (repeatable).")
+@click.option("--lr", "lr", multiple=True, type=click.Path(path_type=Path),
+              help="Real low-resolution volume paired with the --hr of the same position.")
+@click.option("--preset", "presets", multiple=True,
+              help="Crappifier for --hr volumes (repeatable). Default: pssr-em and pssr2.")
+@click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
+              help="Model file (repeatable). Default: the bundled model.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for results.json, results.md and montages.")
+@click.option("--scale", type=int, default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--z", type=ZRange(), default=None, help="Evaluate sections START:STOP only.")
+@click.option("--crop", type=Numbers(2, int, "YX"), default=None,
+              help="Evaluate a centred HR crop of this size only.")
+@click.option("--cluster", default="sync", show_default=True,
+              help="Engine cluster for the models (see run).")
+@click.option("--workers", type=int, default=None)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None)
+@click.option("--halo", type=Numbers(2, int, "YX"), default=None)
+@click.option("--montage/--no-montage", default=True, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace results in --out.")
+def evaluate(presets: tuple[str, ...], **kwargs: Any) -> None:
+    """Score models against bilinear, bicubic and spline upsampling (DESIGN.md section 8):
+    on --hr volumes degraded with each --preset, or on real --lr/--hr pairs."""
+    from pssr_volume.config import EvaluateConfig
+    from pssr_volume.evaluate import evaluate as run_evaluate
+
+    config = EvaluateConfig(**kwargs, **({"presets": presets} if presets else {}))
+    run_evaluate(config, log=_echo)
+    _echo(f"wrote {config.out / 'results.md'}")
 
 
 @cli.command()
@@ -123,10 +252,40 @@ def demo(output: Path, shape: tuple[int, int, int], seed: int, hr_path: Path | N
 
 
 @cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--voxel-size", type=Numbers(3, float, "ZYX"), default=None,
+              help="Input voxel size in nm, when the input has none (or to override it).")
+@click.option("--chunk-shape", type=Numbers(3, int, "ZYX"), default=None,
+              help="Output chunk shape. Default: up to 8,256,256.")
+@click.option("--levels", type=int, default=None,
+              help="Pyramid levels. Default: until y and x fit in 256.")
+@click.option("--ngff-version", type=click.Choice(["0.4", "0.5"]), default="0.5",
+              show_default=True, help="0.5 writes zarr v3, 0.4 zarr v2.")
+@click.option("--compression-level", type=int, default=1, show_default=True,
+              help="zstd level of the output chunks.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def convert(input: Path, output: Path, **kwargs: Any) -> None:
+    """Convert INPUT (TIFF, OME-TIFF, folder of TIFFs, Zarr, OME-Zarr level, N5,
+    file.h5:/dataset, MRC) into a multiscale OME-Zarr OUTPUT, losslessly."""
+    from pssr_volume.convert import convert as run_convert
+
+    stats = run_convert(input, output, log=_echo, **kwargs)
+    _echo(f"done: {stats.output}: {'x'.join(map(str, stats.shape))} {stats.dtype} at "
+          f"{'x'.join(f'{v:g}' for v in stats.voxel_size)} nm, {stats.levels} level(s), "
+          f"{stats.tasks} task(s), {stats.seconds:.1f} s")
+
+
+@cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
-def info(path: Path) -> None:
-    """Describe a volume or a model file."""
-    if not path.exists():
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def info(path: Path, as_json: bool) -> None:
+    """Describe a volume (shape, dtype, chunks, voxel size, levels, provenance) or a
+    model file (architecture, scale, input sections, training data, metrics)."""
+    from pssr_volume.io.inputs import input_location
+
+    if not input_location(path).exists():
         raise PssrError(f"not found: {path}")
     if path.suffix == ".safetensors":
         from pssr_volume.model import describe, model_info
@@ -136,14 +295,17 @@ def info(path: Path) -> None:
                "training": m.config.training, "metrics": m.config.metrics}
         click.echo(json.dumps(out, indent=2))
         return
-    from pssr_volume.io.inputs import open_input
-    from pssr_volume.io.ome_zarr import read_provenance
+    from pssr_volume.io.info import format_info, volume_info
 
-    volume = open_input(path)
-    click.echo(volume.describe())
-    prov = read_provenance(path)
-    if prov:
-        click.echo(json.dumps(prov, indent=2))
+    details = volume_info(path)
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    for line in format_info(details):
+        click.echo(line)
+    if details.get("provenance"):
+        click.echo("provenance:")
+        click.echo(json.dumps(details["provenance"], indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="pssr-volume", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        _echo("Error: aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _echo("Error: interrupted (finished blocks are kept; rerun with --resume)")
         return 130
     except click.ClickException as e:
         _echo(f"Error: {e.format_message()}")
@@ -167,9 +329,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _echo(f"Error: {e}")
         return 1 if e.__cause__ is not None else 2
-    except KeyboardInterrupt:
-        _echo("Error: interrupted (finished blocks are kept; rerun with --resume)")
-        return 130
     except Exception as e:
         if debug:
             raise

@@ -149,10 +149,55 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: Device | None = None
     threads: int = Field(0, ge=0)
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    workers: int = Field(0, ge=0)
 
     @field_validator("inputs")
     @classmethod
     def _some_inputs(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
         if not v:
             raise ValueError("at least one high-resolution input is needed")
+        for p in v:
+            if any(part.lower().startswith("holdout") for part in Path(p).resolve().parts):
+                raise ValueError(f"{p} is hold-out data, for evaluation only (never training)")
         return v
+
+
+class EvaluateConfig(_Strict):
+    """Everything ``pssr-volume evaluate`` needs; saved as ``evaluate.json`` with the results.
+
+    With ``lr`` empty, each ``hr`` volume is degraded with each preset (seeded) and restored;
+    otherwise ``lr[i]`` and ``hr[i]`` are a real pair of acquisitions.
+    """
+
+    hr: tuple[Path, ...]
+    lr: tuple[Path, ...] = ()
+    presets: tuple[str, ...] = ("pssr-em", "pssr2")
+    models: tuple[Path, ...] = ()
+    out: Path
+    scale: int = Field(4, ge=1, le=16)
+    seed: int = 0
+    z: tuple[int, int] | None = None
+    crop: tuple[int, int] | None = None
+    cluster: str = "sync"
+    workers: int | None = Field(None, ge=1)
+    device: Device | None = None
+    batch_size: int = Field(8, ge=1)
+    block_shape: Shape3 | None = None
+    halo: tuple[int, int] | None = None
+    montage: bool = True
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _pairs(self) -> EvaluateConfig:
+        if not self.hr:
+            raise ValueError("at least one --hr volume is needed")
+        if self.lr and len(self.lr) != len(self.hr):
+            raise ValueError(f"{len(self.lr)} --lr but {len(self.hr)} --hr volumes: give pairs")
+        if not self.lr and not self.presets:
+            raise ValueError("give --preset (to degrade --hr) or --lr (real pairs)")
+        if self.z is not None and not 0 <= self.z[0] < self.z[1]:
+            raise ValueError(f"z range must be START:STOP with 0 <= START < STOP, got {self.z}")
+        if self.crop is not None and min(self.crop) < 1:
+            raise ValueError(f"crop must be positive, got {self.crop}")
+        return self

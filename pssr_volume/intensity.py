@@ -62,8 +62,10 @@ def normalize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype) -> np.ndarray:
     """Inverse of :func:`normalize`, then rounded and clipped once to ``dtype``."""
     dtype = np.dtype(dtype)
-    v = y.astype(np.float32) * np.float32(hi - lo) + np.float32(lo)
+    v = np.multiply(y, np.float32(hi - lo), dtype=np.float32)  # one new array, then in place
+    v += np.float32(lo)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        v = np.clip(np.rint(v), info.min, info.max)
+        np.rint(v, out=v)
+        np.clip(v, info.min, info.max, out=v)
     return v.astype(dtype)

@@ -188,10 +188,29 @@ def receptive_field(module: nn.Module, in_slices: int, scale: int, grid: int) ->
     ``[a - r, b + r)``. It is measured exactly: a float64 copy of the network
     gets positive weights (``1 / fan_in``) and zero biases, so no path can
     cancel, and the support of the input gradient of a grid cell's outputs is
-    the receptive field. (Max-pooling would break this; the architectures here
-    downsample with strided convolutions.)
+    the receptive field. ``nn.MaxPool2d`` modules are swapped for average
+    pooling of the same window in the probe (same support; a max would route
+    the gradient to one element only).
+
+    An architecture may define ``receptive_field_proxy()``, returning a network of the
+    same topology that is cheaper to probe (fewer channels, plain convolutions); it is
+    probed instead. A network with global context (``global_context = True``, e.g.
+    self-attention over the whole tile) has no finite receptive field: it must define
+    the proxy, whose result is the receptive field of its convolutional path (the
+    default halo; blockwise output then differs from whole-image output).
     """
+    proxy = getattr(module, "receptive_field_proxy", None)
+    if callable(proxy):
+        module = proxy()
+    elif getattr(module, "global_context", False):
+        raise PssrError(f"{type(module).__name__} has global context but no "
+                        "receptive_field_proxy(); its receptive field is unbounded")
     probe = copy.deepcopy(module).double().eval()
+    for parent in list(probe.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride,
+                                                   child.padding, ceil_mode=child.ceil_mode))
     with torch.no_grad():
         for m in probe.modules():
             w = getattr(m, "weight", None)
@@ -238,6 +257,10 @@ class ModelInfo:
         Radius in input pixels (y, x), measured by :func:`receptive_field`.
     grid : int
         The network's total downsampling; block origins are multiples of it.
+    global_context : bool
+        The network also sees the whole tile (global self-attention): its true
+        receptive field is unbounded, ``receptive_field`` is that of its
+        convolutional path, and blockwise output differs from whole-image output.
     """
 
     path: str
@@ -245,6 +268,7 @@ class ModelInfo:
     config: ModelConfig
     receptive_field: tuple[int, int]
     grid: int
+    global_context: bool = False
 
     @property
     def default_halo(self) -> tuple[int, int]:
@@ -297,6 +321,7 @@ def model_info(path: str | Path) -> ModelInfo:
         config=config,
         receptive_field=_receptive_field_of(config.model_dump_json()),
         grid=module.downsampling,
+        global_context=bool(getattr(module, "global_context", False)),
     )
 
 
@@ -348,4 +373,8 @@ def describe(info: ModelInfo) -> dict[str, Any]:
         "receptive_field": list(info.receptive_field),
         "default_halo": list(info.default_halo),
         "grid": info.grid,
+        "global_context": info.global_context,
     }
+
+
+from pssr_volume import resunet as _resunet  # noqa: E402, F401  (registers pssr-resunet)

@@ -21,14 +21,16 @@ from pssr_volume.blocks import BlockGrid, Shape3, check_chunking, default_chunk
 from pssr_volume.config import RunConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
-from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import is_zarr_store, read_provenance
 from pssr_volume.model import ModelInfo, describe, model_info
 from pssr_volume.models import bundled_model_path
 from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages
 
-DEFAULT_BLOCK_YX = 1024
-DEFAULT_BLOCK_Z = 8
+# Large blocks keep the halo's share small: with a 28-pixel halo a 4096-pixel block (1024
+# input pixels) computes 1.11x its own area, a 1024-pixel block 1.49x (docs/PERFORMANCE.md).
+DEFAULT_BLOCK_YX = 4096
+DEFAULT_BLOCK_Z = 2
 
 
 @dataclass(frozen=True)
@@ -160,9 +162,10 @@ def make_plan(config: RunConfig, threads: int = 0) -> Plan:
         For any problem with the input, output path, model or settings.
     """
     notes: list[str] = []
-    if not config.input.exists():
+    location = input_location(config.input)  # file.h5:/dataset -> file.h5
+    if not location.exists():
         raise PssrError(f"input not found: {config.input}")
-    check_paths(config.input, config.output)
+    check_paths(location, config.output)
     volume = open_input(config.input)
     notes.extend(volume.notes)
     model = _resolve_model(config)
@@ -170,8 +173,11 @@ def make_plan(config: RunConfig, threads: int = 0) -> Plan:
         notes.append("a multi-section model on a single section: neighbours are reflections")
     grid, chunk = _geometry(config, volume, model, notes)
     voxel = _voxel_size(config, volume, notes)
-    out_voxel = (voxel[0], voxel[1] / model.config.scale, voxel[2] / model.config.scale)
-    levels = plan_levels(grid.out_shape, out_voxel, config.levels)
+    s = model.config.scale
+    out_voxel = (voxel[0], voxel[1] / s, voxel[2] / s)
+    # voxel centres: output voxel j sits at input coordinate (j + 0.5) / s - 0.5
+    shift = (0.0, -(s - 1) / 2 * out_voxel[1], -(s - 1) / 2 * out_voxel[2])
+    levels = plan_levels(grid.out_shape, out_voxel, config.levels, translation=shift)
     stages = plan_stages(levels, grid.block, chunk)
     norm_cfg = model.config.normalization
     sample = None
@@ -189,8 +195,8 @@ def make_plan(config: RunConfig, threads: int = 0) -> Plan:
         "halo": list(grid.halo),
         "blend": config.blend,
         "intensity_range": list(norm),
-        "levels": [{"path": lv.path, "shape": list(lv.shape), "voxel_size_nm": list(lv.voxel_size)}
-                   for lv in levels],
+        "levels": [{"path": lv.path, "shape": list(lv.shape), "voxel_size_nm": list(lv.voxel_size),
+                    "translation_nm": [round(t, 6) for t in lv.translation]} for lv in levels],
         "dtype": volume.dtype,
         "ngff_version": config.ngff_version,
         "compression": {"codec": "zstd", "level": config.compression_level},

@@ -39,7 +39,9 @@ class Predictor:
             torch.backends.cudnn.deterministic = True
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-        self.config, self.module = load_model(model_path, device)
+        self.config, module = load_model(model_path, device)
+        # channels-last convolutions: ~1.5x faster on CPU (oneDNN), preferred by cuDNN
+        self.module = module.to(memory_format=torch.channels_last)
         self.device = torch.device(device)
         LOADS[sha256] += 1
 
@@ -64,7 +66,8 @@ class Predictor:
         out = np.empty((n, s * h, s * w), np.float32)
         for i in range(0, n, batch_size):
             x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size]))
-            y = self.module(x.to(self.device, non_blocking=True))
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y = self.module(x)
             out[i : i + len(x)] = y[:, 0].float().cpu().numpy()
         return out
 

@@ -25,23 +25,28 @@ Shape3 = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class Level:
-    """One resolution level: array path, shape, voxel size (nm) and the
-    pooling factors (z, y, x) relative to the level above it."""
+    """One resolution level: array path, shape, voxel size (nm), the pooling
+    factors (z, y, x) relative to the level above it, and the translation (nm)
+    of its first voxel's centre."""
 
     path: str
     shape: Shape3
     voxel_size: tuple[float, float, float]
     factors: Shape3
+    translation: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def plan_levels(shape: Shape3, voxel_size: tuple[float, float, float], n_levels: int | None,
-                min_size: int = 256) -> tuple[Level, ...]:
-    """Levels of an output of ``shape`` and level-0 ``voxel_size``.
+                min_size: int = 256, translation: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                ) -> tuple[Level, ...]:
+    """Levels of an output of ``shape``, level-0 ``voxel_size`` and ``translation``.
 
     ``n_levels=None`` adds levels until y and x fit in ``min_size``.
     Pooling stops early once the volume is a single voxel in y and x.
+    Coordinates are voxel centres (NGFF): a level pooled by a total factor
+    ``F`` is shifted by ``(F - 1) / 2`` level-0 voxels, so all levels align.
     """
-    levels = [Level("0", shape, voxel_size, (1, 1, 1))]
+    levels = [Level("0", shape, voxel_size, (1, 1, 1), translation)]
     while True:
         prev = levels[-1]
         if n_levels is not None and len(levels) >= n_levels:
@@ -58,6 +63,8 @@ def plan_levels(shape: Shape3, voxel_size: tuple[float, float, float], n_levels:
             tuple(math.ceil(n / f) for n, f in zip(prev.shape, factors)),
             (vz * fz, vy * 2, vx * 2),
             factors,
+            tuple(t + (f - 1) * v / 2
+                  for t, f, v in zip(prev.translation, factors, prev.voxel_size)),
         ))
     return tuple(levels)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pssr_volume.cluster import open_executor
+from pssr_volume.cluster import check_cluster, open_executor
 from pssr_volume.config import RunConfig
+from pssr_volume.errors import PssrError
 from pssr_volume.io.ome_zarr import create_output, read_provenance, remove_output, update_provenance
 from pssr_volume.pipeline import RunStats, execute
 from pssr_volume.plan import Plan, make_plan
@@ -62,18 +63,31 @@ class _Bar:
             self.bar.close()
 
 
-def prepare_output(plan: Plan) -> None:
-    """Create the output store (after ``--overwrite`` removal), or reuse it on resume."""
+def prepare_output(plan: Plan, threads: int = 0) -> None:
+    """Create the output store (after ``--overwrite`` removal), or reuse it on resume.
+
+    ``threads`` (torch threads per worker, 0 if unknown) is recorded: on the CPU a
+    different thread count can change a few voxels by one grey level, so a resume
+    with another count is refused.
+    """
     out: Path = plan.config.output
     if plan.config.overwrite and out.exists():
         remove_output(out)
-    if read_provenance(out) is None:
-        if out.is_dir():
-            out.rmdir()  # an empty directory (anything else was refused by the plan)
-        job = plan.job
-        create_output(out, job.levels, job.chunk, job.dtype, plan.config.ngff_version,
-                      plan.config.compression_level, name=plan.model.config.name,
-                      provenance={**plan.provenance(), "status": "running"})
+    prov = read_provenance(out)
+    if prov is not None:
+        first = prov.get("torch_threads", 0)
+        if plan.job.device == "cpu" and first and threads and first != threads:
+            raise PssrError(
+                f"cannot resume {out}: the first run used {first} torch thread(s) per worker, "
+                f"this one {threads}; use the same --workers (or profile) as the first run"
+            )
+        return
+    if out.is_dir():
+        out.rmdir()  # an empty directory (anything else was refused by the plan)
+    job = plan.job
+    create_output(out, job.levels, job.chunk, job.dtype, plan.config.ngff_version,
+                  plan.config.compression_level, name=plan.model.config.name,
+                  provenance={**plan.provenance(), "status": "running", "torch_threads": threads})
 
 
 def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunStats:
@@ -85,14 +99,15 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunSt
         For any user error (nothing is written then) or a failed task
         (finished blocks are kept; ``--resume`` completes the run).
     """
+    config = check_cluster(config)  # profile, GPU, SLURM: fail before any work
     plan = make_plan(config)
     with open_executor(config.cluster, config.workers, plan.job.device,
                        str(config.profile) if config.profile else None) as ex:
+        prepare_output(plan, ex.torch_threads)
         for note in plan.notes:
             log(f"note: {note}")
         for line in summary(plan):
             log(line)
-        prepare_output(plan)
         job = dataclasses.replace(plan.job, threads=ex.torch_threads)
         if ex.dashboard:
             log(f"cluster {config.cluster}: {ex.n_workers} worker(s), dashboard {ex.dashboard}")

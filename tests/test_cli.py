@@ -43,6 +43,11 @@ def bad_cases(tmp_path, inp, models):
     pickled_model.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     out = tmp_path / "out.ome.zarr"
     m = ["--model", models["fast"]]
+    typo_profile = tmp_path / "typo.yaml"
+    typo_profile.write_text("partiton: gpu\nmemory: 16GB\n")
+    bad_profile = tmp_path / "bad.yaml"
+    bad_profile.write_text("partition: gpu\nmemory: 16GB\ncores: -4\n")
+    slurm = ["--cluster", "slurm", "--profile"]
     return {
         "missing input": [tmp_path / "nope.tif", out, *m],
         "corrupt tiff": [corrupt, out, *m],
@@ -65,6 +70,13 @@ def bad_cases(tmp_path, inp, models):
         "unknown cluster": [inp, out, *m, "--cluster", "kubernetes"],
         "resume and overwrite": [inp, out, *m, "--resume", "--overwrite"],
         "zero workers": [inp, out, *m, "--workers", "0"],
+        "bad profile key": [inp, out, *m, *slurm, typo_profile],
+        "bad profile value": [inp, out, *m, *slurm, bad_profile],
+        "missing profile": [inp, out, *m, *slurm, tmp_path / "none.yaml"],
+        "slurm without profile": [inp, out, *m, "--cluster", "slurm"],
+        "profile without slurm": [inp, out, *m, "--profile", typo_profile],
+        "cuda cluster without gpu": [inp, out, *m, "--cluster", "cuda"],
+        "cuda device without gpu": [inp, out, *m, "--device", "cuda"],
     }
 
 
@@ -72,11 +84,19 @@ CASES = ["missing input", "corrupt tiff", "output is input", "output inside inpu
          "zero block", "negative block", "garbage block", "two-value block", "off-grid block",
          "block not a multiple of chunk", "negative halo", "garbage halo", "zero voxel size",
          "garbage voxel size", "missing model", "garbage model", "pickle model",
-         "unknown cluster", "resume and overwrite", "zero workers"]
+         "unknown cluster", "resume and overwrite", "zero workers", "bad profile key",
+         "bad profile value", "missing profile", "slurm without profile", "profile without slurm",
+         "cuda cluster without gpu", "cuda device without gpu"]
+NEEDS_NO_GPU = {"cuda cluster without gpu", "cuda device without gpu"}
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_gives_one_clean_line(tmp_path, inp, models, cli, case):
+    if case in NEEDS_NO_GPU:
+        from pssr_volume.cluster import gpu_count
+
+        if gpu_count():
+            pytest.skip("a GPU is present here")
     args = bad_cases(tmp_path, inp, models)[case]
     inp.chmod(0o444)
     before = digest(tmp_path)
@@ -152,3 +172,20 @@ def test_issue_example_block_shapes_agree(tmp_path, cli):
         assert ds["coordinateTransformations"][0]["scale"] == pytest.approx([50, 4.6, 4.6])
         results.append(group["0"][:].astype(int))
     assert np.abs(results[0] - results[1]).max() <= 2
+
+
+def test_resume_with_another_thread_count_is_refused(tmp_path, models, cli):
+    """CPU results can differ by a grey level with the torch thread count: a resume
+    must use the same workers as the first run (here 2 workers x 1 thread on 2 cores)."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores to give the two runs different thread counts")
+    inp = write_tiff(tmp_path / "in.tif", em_like((1, 16, 16)))
+    out = tmp_path / "o.ome.zarr"
+    args = ["run", inp, out, "--model", models["pointwise"], "--no-progress"]
+    assert cli(*args, "--workers", "2")[0] == 0
+    code, _, err = cli(*args, "--workers", "1", "--resume")
+    assert_clean_failure(code, "", err)
+    assert "torch thread(s) per worker" in err
+    assert cli(*args, "--workers", "2", "--resume")[0] == 0

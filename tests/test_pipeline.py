@@ -161,6 +161,11 @@ def test_output_is_valid_ome_zarr_with_voxel_sizes_and_provenance(tmp_path, mode
     scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
     assert scales[0] == pytest.approx([40.0, 2.0, 2.0])
     assert scales[1] == pytest.approx([40.0, 4.0, 4.0])
+    # voxel centres: output voxel 0 sits 1.5 output voxels before input voxel 0's centre,
+    # and level 1 voxel 0 at the mean of the level-0 voxels it pools
+    shifts = [t[1]["translation"] for t in node.metadata["coordinateTransformations"]]
+    assert shifts[0] == pytest.approx([0.0, -3.0, -3.0])
+    assert shifts[1] == pytest.approx([0.0, -2.0, -2.0])
     np.testing.assert_array_equal(np.asarray(node.data[0]), vol.repeat(4, 1).repeat(4, 2))
     attrs = dict(out.attrs)
     prov = attrs["pssr_volume"]

@@ -85,3 +85,14 @@ def test_staged_cascade_equals_pooling_the_whole_volume(shape, voxel, block, chu
         # every task region of a cascade stays chunk-aligned
     for st in stages:
         assert cascade_end(levels, st.first, st.task, chunk) == st.last
+
+
+def test_level_translations_put_pooled_voxels_at_the_centre_of_their_sources():
+    levels = plan_levels((8, 64, 64), (10.0, 2.5, 2.5), 5, translation=(0.0, -3.75, -3.75))
+    for lv in levels:
+        f = cumulative(levels, 0, int(lv.path))
+        for axis in range(3):
+            # centre of voxel 0 of this level = mean of the level-0 voxel centres it pools
+            centres = [levels[0].translation[axis] + i * levels[0].voxel_size[axis]
+                       for i in range(f[axis])]
+            assert lv.translation[axis] == pytest.approx(np.mean(centres))

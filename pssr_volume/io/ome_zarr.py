@@ -59,7 +59,10 @@ def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int,
             )
     datasets = [
         {"path": lv.path,
-         "coordinateTransformations": [{"type": "scale", "scale": list(lv.voxel_size)}]}
+         "coordinateTransformations": [
+             {"type": "scale", "scale": list(lv.voxel_size)},
+             {"type": "translation", "translation": [round(t, 6) for t in lv.translation]},
+         ]}
         for lv in levels
     ]
     write_multiscales_metadata(

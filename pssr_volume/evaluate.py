@@ -1,0 +1,340 @@
+"""``pssr-volume evaluate``: the evaluation protocol of DESIGN.md section 8.
+
+Two kinds of cases:
+
+* **crappified HR** (semi-synthetic): each ``--hr`` volume is degraded with each
+  ``--preset`` (section ``z`` with ``numpy.random.default_rng([seed, z])``, as
+  ``pssr-volume crappify`` does), written as an LR TIFF and restored;
+* **real pairs**: ``--lr`` and ``--hr`` volumes of the same region, the HR ``scale``
+  times finer in y and x (same sections).
+
+Each model restores the LR volume *through the engine* (:func:`pssr_volume.run.run`,
+in-process ``sync`` cluster by default), so the numbers include blockwise inference,
+halos and the engine's intensity normalisation, and the run's output megapixels per
+second are reported. Baselines, on the same LR volume, per section:
+
+* ``bilinear``: ``torch.nn.functional.interpolate(mode="bilinear",
+  align_corners=False)`` (pixel centres aligned; edge-clamped);
+* ``bicubic``: the same with ``mode="bicubic"``: Keys cubic convolution with
+  ``a = -0.75`` (as OpenCV; PIL and MATLAB use ``a = -0.5``), edge-clamped;
+* ``spline3``: cubic B-spline interpolation, ``scipy.ndimage.zoom(order=3,
+  grid_mode=True, mode="reflect")`` -- PSSR's "bicubic" baseline (scipy ``zoom(order=3)``)
+  and the family of ``crappify``'s ``"bicubic"`` downsampling.
+
+Every method is rounded to the input's dtype like the engine's output, then scored with
+:mod:`pssr_volume.metrics`: CARE-normalised PSNR/SSIM (data range 1), NRMSE, raw PSNR
+(8-bit scale) and z-consistency. Outputs in ``--out``: ``results.json`` (everything,
+per section too), ``results.md`` (one table per case), ``evaluate.json`` (the settings),
+``montage_<case>.png`` (LR, baselines, models, HR and error maps of the middle section)
+and ``cases/<case>/`` (the LR input and each model's OME-Zarr output).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import zarr
+from scipy import ndimage
+
+from pssr_volume.config import EvaluateConfig, RunConfig
+from pssr_volume.crappify import get_preset
+from pssr_volume.degrade import GreyMap, write_tiff_stack
+from pssr_volume.errors import PssrError
+from pssr_volume.io.inputs import open_input
+from pssr_volume.metrics import raw_range, volume_metrics
+from pssr_volume.model import ModelInfo, model_info
+
+BASELINES = ("bilinear", "bicubic", "spline3")
+COLUMNS = [("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"),
+           ("psnr_raw", "raw PSNR (dB)", "{:.2f}"), ("nrmse", "NRMSE", "{:.4f}"),
+           ("z_mad_ratio", "z MAD / HR", "{:.3f}"), ("z_grad_err", "z-diff error", "{:.4f}")]
+
+
+def upsample(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
+    """Baseline upsampling of a ``(z, y, x)`` volume, section by section, in float64."""
+    x = np.asarray(lr, dtype=np.float64)
+    if method == "spline3":
+        return np.stack([ndimage.zoom(s, scale, order=3, grid_mode=True, mode="reflect")
+                         for s in x])
+    if method not in ("bilinear", "bicubic"):
+        raise ValueError(f"unknown baseline {method!r}")
+    t = torch.from_numpy(x)[:, None]
+    return F.interpolate(t, scale_factor=scale, mode=method, align_corners=False)[:, 0].numpy()
+
+
+def to_dtype(a: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """Round and clip to an integer dtype (like the engine's output); floats unchanged."""
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return np.clip(np.rint(a), info.min, info.max).astype(dt)
+    return a.astype(dt)
+
+
+def hr_region(shape: tuple[int, int, int], scale: int, z: tuple[int, int] | None,
+              crop: tuple[int, int] | None) -> tuple[slice, slice, slice]:
+    """The HR region to evaluate: the z range, and a centred y/x crop whose size and origin
+    are multiples of ``scale`` (the whole section, cut down to multiples, by default)."""
+    nz, ny, nx = shape
+    z0, z1 = (0, nz) if z is None else (min(z[0], nz - 1), min(z[1], nz))
+    out = [slice(z0, z1)]
+    for n, c in zip((ny, nx), crop or (ny, nx)):
+        lr_n, lr_c = n // scale, min(c, n) // scale
+        if lr_c < 1:
+            raise PssrError(f"crop {crop} leaves nothing at scale {scale}")
+        a = (lr_n - lr_c) // 2
+        out.append(slice(a * scale, (a + lr_c) * scale))
+    return tuple(out)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "case"
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _model_names(infos: list[ModelInfo]) -> list[str]:
+    names = [i.config.name for i in infos]
+    return [n if names.count(n) == 1 else f"{n} ({Path(i.path).stem})"
+            for n, i in zip(names, infos)]
+
+
+def restore(cfg: EvaluateConfig, lr_path: Path, model: ModelInfo, output: Path
+            ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Restore an LR volume through the engine; returns level 0 and timing."""
+    from pssr_volume.run import run
+
+    if output.exists():
+        shutil.rmtree(output)
+    device = cfg.device
+    if device is None and cfg.cluster == "sync":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    rc = RunConfig(input=lr_path, output=output, model=Path(model.path), cluster=cfg.cluster,
+                   workers=cfg.workers, device=device, batch_size=cfg.batch_size,
+                   block_shape=cfg.block_shape, halo=cfg.halo, progress=False)
+    t0 = time.perf_counter()
+    stats = run(rc)
+    wall = time.perf_counter() - t0
+    vol = open_input(output)
+    pred = vol.read((slice(None), slice(None), slice(None)))
+    settings = dict(zarr.open_group(str(output), mode="r").attrs.get("pssr_volume", {})).get(
+        "settings", {})
+    return pred, {"seconds": round(stats.seconds, 3), "wall_seconds": round(wall, 3),
+                  "out_mpx_per_s": round(stats.mvoxels_per_second, 4),
+                  "blocks": stats.blocks_done, "block_shape": settings.get("block_shape"),
+                  "halo": settings.get("halo"), "device": settings.get("device")}
+
+
+def _cases(cfg: EvaluateConfig) -> list[dict[str, Any]]:
+    cases = []
+    for i, hr in enumerate(cfg.hr):
+        for p in (cfg.hr[i], *(cfg.lr[i : i + 1])):
+            if not p.exists():
+                raise PssrError(f"input not found: {p}")
+        stem = _safe(hr.parent.name if hr.name == "raw" else hr.name.split(".")[0])
+        if cfg.lr:
+            cases.append({"name": f"{stem}-real", "hr": hr, "lr": cfg.lr[i], "preset": None})
+        else:
+            cases += [{"name": f"{stem}-{p}", "hr": hr, "lr": None, "preset": p}
+                      for p in cfg.presets]
+    return cases
+
+
+def _load_case(cfg: EvaluateConfig, case: dict[str, Any], scale: int, folder: Path
+               ) -> tuple[np.ndarray, np.ndarray, Path, dict[str, Any]]:
+    """HR region, LR volume (read or made), the LR file the engine reads, and details."""
+    hr_vol = open_input(case["hr"])
+    if case["lr"] is None:
+        region = hr_region(hr_vol.shape, scale, cfg.z, cfg.crop)
+        hr = hr_vol.read(region)
+        pipeline = get_preset(case["preset"], scale)
+        grey = GreyMap.for_volume(hr_vol)
+        lr = np.stack([grey.from_unit(pipeline(grey.to_unit(s), np.random.default_rng(
+            [cfg.seed, region[0].start + k]))) for k, s in enumerate(hr)])
+        v = hr_vol.voxel_size
+        voxel = None if v is None else (v[0], v[1] * scale, v[2] * scale)
+        details = {"pipeline": pipeline.to_dict(), "seed": cfg.seed}
+    else:
+        lr_vol = open_input(case["lr"])
+        if lr_vol.shape[0] != hr_vol.shape[0] or any(
+                h // scale != lr_n for h, lr_n in zip(hr_vol.shape[1:], lr_vol.shape[1:])):
+            raise PssrError(f"{case['lr']} {lr_vol.shape} and {case['hr']} {hr_vol.shape} are "
+                            f"not an LR/HR pair at scale {scale}")
+        region = hr_region(hr_vol.shape, scale, cfg.z, cfg.crop)
+        hr = hr_vol.read(region)
+        lr = lr_vol.read((region[0], *(slice(r.start // scale, r.stop // scale)
+                                       for r in region[1:])))
+        voxel, details = lr_vol.voxel_size, {}
+        if hr.dtype != lr.dtype:
+            raise PssrError(f"{case['lr']} ({lr.dtype}) and {case['hr']} ({hr.dtype}) differ "
+                            "in dtype")
+    folder.mkdir(parents=True, exist_ok=True)
+    lr_path = folder / "lr.tif"
+    if lr_path.exists():
+        lr_path.unlink()
+    write_tiff_stack(lr_path, iter(lr), lr.shape, lr.dtype.name, voxel)
+    details["region_hr"] = [[r.start, r.stop] for r in region]
+    return hr, lr, lr_path, details
+
+
+def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
+             ) -> dict[str, Any]:
+    """Run the protocol; write ``results.json``, ``results.md``, montages; return results."""
+    out = cfg.out
+    if (out / "results.json").exists() and not cfg.overwrite:
+        raise PssrError(f"{out} already holds results.json; pass --overwrite or another --out")
+    models = cfg.models
+    if not models:
+        from pssr_volume.models import bundled_model_path
+
+        bundled = Path(bundled_model_path())
+        models = (bundled,) if bundled.is_file() else ()
+        if not models:
+            log("note: no --model and no bundled model: baselines only")
+    if not cfg.lr:
+        for p in cfg.presets:
+            try:
+                get_preset(p, cfg.scale)
+            except ValueError as e:
+                raise PssrError(str(e)) from None
+    infos = [model_info(m) for m in models]
+    for m, info in zip(models, infos):
+        if info.config.scale != cfg.scale:
+            raise PssrError(f"model {m} is x{info.config.scale}, the evaluation x{cfg.scale} "
+                            "(--scale)")
+    names = _model_names(infos)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluate.json").write_text(cfg.model_dump_json(indent=2))
+    results: dict[str, Any] = {
+        "config": json.loads(cfg.model_dump_json()),
+        "baselines": {
+            "bilinear": "torch interpolate bilinear, align_corners=False",
+            "bicubic": "torch interpolate bicubic (Keys cubic convolution, a=-0.75), "
+                       "align_corners=False",
+            "spline3": "scipy.ndimage.zoom order 3 (cubic B-spline), grid_mode=True, reflect",
+        },
+        "models": {n: {"path": i.path, "sha256": i.sha256, "architecture":
+                       i.config.architecture, "in_slices": i.config.in_slices}
+                   for n, i in zip(names, infos)},
+        "cases": [],
+    }
+    for case in _cases(cfg):
+        name = case["name"]
+        folder = out / "cases" / name
+        hr, lr, lr_path, details = _load_case(cfg, case, cfg.scale, folder)
+        log(f"{name}: HR {hr.shape}, LR {lr.shape}")
+        rng = raw_range(hr.dtype, hr)
+        preds = {b: to_dtype(upsample(lr, cfg.scale, b), hr.dtype) for b in BASELINES}
+        timing = {}
+        for n, info in zip(names, infos):
+            preds[n], timing[n] = restore(cfg, lr_path, info, folder / f"{_safe(n)}.ome.zarr")
+            log(f"{name}: {n} restored at {timing[n]['out_mpx_per_s']:.3f} output Mpx/s")
+        scores = {m: volume_metrics(p, hr, rng) for m, p in preds.items()}
+        for m, s in scores.items():
+            log(f"{name}: {m:>12} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}")
+        entry = {"name": name, "hr": str(case["hr"]), "lr": str(case["lr"] or lr_path),
+                 "preset": case["preset"], "hr_shape": list(hr.shape), "scale": cfg.scale,
+                 "dtype": hr.dtype.name, **details, "methods": scores, "engine": timing}
+        results["cases"].append(entry)
+        if cfg.montage:
+            montage(out / f"montage_{name}.png", lr, preds, hr, scores, cfg.scale,
+                    title=name)
+        _write(out, results)
+    return results
+
+
+def _write(out: Path, results: dict[str, Any]) -> None:
+    (out / "results.json").write_text(json.dumps(_finite(results), indent=1))
+    (out / "results.md").write_text(markdown(results))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """One Markdown table per case: every method's mean metrics and engine throughput."""
+    lines = ["# Evaluation results", "",
+             "PSNR/SSIM after CARE normalisation (GT percentile 0.1-99.9 %, prediction fitted "
+             "by least squares; data range 1; SSIM: skimage defaults), mean over sections. "
+             "Raw PSNR on the original grey scale. z MAD / HR: mean |difference between "
+             "adjacent sections| of the method over that of HR; z-diff error: mean |error of "
+             "those differences| (fraction of the grey range). Mpx/s: output megapixels "
+             "per second through the engine.", ""]
+    for b, text in results["baselines"].items():
+        lines.append(f"- `{b}`: {text}")
+    for case in results["cases"]:
+        head = f"## {case['name']}"
+        what = (f"preset `{case['preset']}`, seed {case.get('seed')}" if case["preset"]
+                else "real LR/HR pair")
+        lines += ["", head, "",
+                  f"HR `{case['hr']}` region (z, y, x) {case['region_hr']}, {what}, "
+                  f"x{case['scale']}.", ""]
+        lines.append("| method | " + " | ".join(c[1] for c in COLUMNS) + " | Mpx/s |")
+        lines.append("|---" * (len(COLUMNS) + 2) + "|")
+        for m, s in case["methods"].items():
+            cells = [_cell(fmt, s.get(key)) for key, _, fmt in COLUMNS]
+            speed = case["engine"].get(m, {}).get("out_mpx_per_s")
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {_cell('{:.3f}', speed)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(fmt: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "inf" if v > 0 else "nan"
+    return fmt.format(v)
+
+
+def montage(path: Path, lr: np.ndarray, preds: dict[str, np.ndarray], hr: np.ndarray,
+            scores: dict[str, dict[str, Any]], scale: int, title: str = "",
+            size: int = 256) -> None:
+    """PNG of the middle section's centre: LR (nearest), each method, HR; below, the
+    absolute error of each method (one colour scale)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    z = hr.shape[0] // 2
+    h, w = hr.shape[1:]
+    sy, sx = min(size, h), min(size, w)
+    y0, x0 = (h - sy) // 2 // scale * scale, (w - sx) // 2 // scale * scale
+    win = (slice(y0, y0 + sy), slice(x0, x0 + sx))
+    lr_up = lr[z].repeat(scale, 0).repeat(scale, 1)
+    shown = [("LR (nearest)", lr_up), *((m, p[z]) for m, p in preds.items()), ("HR", hr[z])]
+    lo, hi = float(hr[z].min()), float(hr[z].max())
+    errs = {m: np.abs(p[z][win].astype(np.float64) - hr[z][win]) for m, p in preds.items()}
+    emax = max(float(np.percentile(e, 99.5)) for e in errs.values()) or 1.0
+    n = len(shown)
+    fig = Figure(figsize=(2.2 * n, 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, n, squeeze=False)
+    for ax, (label, img) in zip(axes[0], shown):
+        ax.imshow(img[win], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        s = scores.get(label)
+        ax.set_title(label if s is None else f"{label}\n{s['psnr']:.2f} dB, {s['ssim']:.3f}",
+                     fontsize=8)
+    for ax, (label, _) in zip(axes[1], shown):
+        if label in errs:
+            ax.imshow(errs[label], cmap="magma", vmin=0, vmax=emax, interpolation="nearest")
+            ax.set_title(f"|{label} - HR|", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(f"{title}, section {z}", fontsize=9)
+    fig.savefig(path, dpi=110)
