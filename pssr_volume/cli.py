@@ -133,6 +133,8 @@ def _arch_args(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--crappifier", default="mix", show_default=True,
               help="mix (PSSR and PSSR2 orders, a range of noise levels) or a preset name.")
 @click.option("--steps", type=int, default=2000, show_default=True)
+@click.option("--loss", type=click.Choice(["l1", "mse", "ssim"]), default="l1", show_default=True,
+              help="ssim: 0.8 (1 - SSIM) + 0.2 L1, SSIM as the evaluation computes it.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--tile", type=int, default=256, show_default=True, help="HR tile edge (px).")
 @click.option("--lr", type=float, default=1e-3, show_default=True)

@@ -151,6 +151,7 @@ class TrainConfig(_Strict):
     threads: int = Field(0, ge=0)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     workers: int = Field(0, ge=0)
+    loss: Literal["l1", "mse", "ssim"] = "l1"
 
     @field_validator("inputs")
     @classmethod

@@ -39,6 +39,9 @@ from pssr_volume.crappify import Pipeline, get_preset, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.metrics import care_normalize
+from pssr_volume.metrics import psnr as psnr_metric
+from pssr_volume.metrics import ssim as ssim_metric
 from pssr_volume.model import build, save_model
 
 NORMALIZATION = NormalizationConfig(mode="percentile", low=0.1, high=99.9)
@@ -189,25 +192,74 @@ def validation_set(sources: list[Source], cfg: TrainConfig, presets: tuple[str, 
 
 
 @torch.inference_mode()
-def psnr(module: torch.nn.Module, lr: torch.Tensor, hr: torch.Tensor, device: str,
-         batch: int = 8, amp: torch.dtype | None = None) -> float:
-    """Mean PSNR (data range 1) of ``module`` on validation pairs."""
-    values = []
+def predict_tiles(module: torch.nn.Module, lr: torch.Tensor, device: str, batch: int = 8,
+                  amp: torch.dtype | None = None) -> np.ndarray:
+    """``module`` on validation inputs: (n, H, W) float32 numpy."""
+    out = []
     for i in range(0, len(lr), batch):
         with _autocast(device, amp):
             pred = module(lr[i : i + batch].to(device))
-        pred = pred.float().cpu().clamp(0, 1)
-        mse = ((pred - hr[i : i + batch]) ** 2).mean(dim=(1, 2, 3))
-        values.extend((10 * torch.log10(1 / mse.clamp_min(1e-10))).tolist())
-    return float(np.mean(values))
+        out.append(pred.float().cpu()[:, 0].numpy())
+    return np.concatenate(out)
 
 
-def bicubic_psnr(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> float:
-    """Validation PSNR of bicubic upsampling (the baseline to beat)."""
+def bicubic_tiles(lr: torch.Tensor, scale: int) -> np.ndarray:
+    """Bicubic (Keys, a = -0.75) upsampling of the centre sections: the baseline to beat."""
     c = lr.shape[1] // 2
     up = F.interpolate(lr[:, c : c + 1], scale_factor=scale, mode="bicubic", align_corners=False)
-    mse = ((up.clamp(0, 1) - hr) ** 2).mean(dim=(1, 2, 3))
-    return float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
+    return up[:, 0].numpy()
+
+
+def val_scores(pred: np.ndarray, hr: torch.Tensor) -> dict[str, float]:
+    """Mean CARE-normalised PSNR and SSIM (the evaluation protocol) over validation tiles."""
+    ps, ss = [], []
+    for p, g in zip(pred, hr[:, 0].numpy()):
+        q, t = care_normalize(p, g)
+        ps.append(min(psnr_metric(q, t, 1.0), 100.0))
+        ss.append(ssim_metric(q, t, 1.0))
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+
+
+SELECTION = ("mean over presets of (PSNR gain over bicubic / 1.5 dB + SSIM gain over "
+             "bicubic / 0.05), CARE-normalised, on the validation tiles")
+
+
+def selection_score(row: dict[str, Any]) -> float:
+    """How a validation row ranks checkpoints (see :data:`SELECTION`)."""
+    presets = [k.removeprefix("val_psnr_") for k in row if k.startswith("val_psnr_")]
+    return float(np.mean([
+        (row[f"val_psnr_{p}"] - row[f"bicubic_psnr_{p}"]) / 1.5
+        + (row[f"val_ssim_{p}"] - row[f"bicubic_ssim_{p}"]) / 0.05 for p in presets]))
+
+
+def ssim_torch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win: int = 7
+               ) -> torch.Tensor:
+    """Mean SSIM of (N, 1, H, W) images, differentiable: the definition of skimage's
+    ``structural_similarity`` defaults (7 x 7 uniform window, sample covariance, K1 = 0.01,
+    K2 = 0.03, borders cropped), i.e. what :func:`pssr_volume.metrics.ssim` reports."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    n = win * win
+    cov = n / (n - 1)
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, win, stride=1)
+
+    ux, uy = mean(x), mean(y)
+    vx = cov * (mean(x * x) - ux * ux)
+    vy = cov * (mean(y * y) - uy * uy)
+    vxy = cov * (mean(x * y) - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean()
+
+
+def loss_fn(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Training loss: ``l1``, ``mse``, or ``ssim`` = 0.8 (1 - SSIM) + 0.2 L1 (the PSSR2
+    mix, with the evaluation's SSIM window)."""
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    if kind == "ssim":
+        return 0.8 * (1 - ssim_torch(pred, target)) + 0.2 * F.l1_loss(pred, target)
+    return F.l1_loss(pred, target)
 
 
 def amp_dtype(setting: str, device: str) -> torch.dtype | None:
@@ -322,16 +374,12 @@ def write_reports(out: Path, state: State, base: dict[str, float]) -> None:
             w = csv.DictWriter(f, fieldnames=list(state.rows[-1]))
             w.writeheader()
             w.writerows(state.rows)
-    best = max(state.rows, key=_mean_val, default=None)
+    best = max(state.rows, key=selection_score, default=None)
     (out / "metrics.json").write_text(json.dumps({
         "validation": state.rows, "bicubic_psnr": base, "best": best,
-        "selected_by": "mean validation PSNR", "train_l1_per_step": state.losses,
+        "selected_by": SELECTION, "train_loss_per_step": state.losses,
     }, indent=1))
     plot_training(out / "training.png", state, base)
-
-
-def _mean_val(row: dict[str, Any]) -> float:
-    return float(np.mean([v for k, v in row.items() if k.startswith("val_psnr_")]))
 
 
 def plot_training(path: Path, state: State, base: dict[str, float]) -> None:
@@ -344,12 +392,12 @@ def plot_training(path: Path, state: State, base: dict[str, float]) -> None:
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     if state.losses:
         steps = np.arange(1, len(state.losses) + 1)
-        ax1.plot(steps, state.losses, color="0.75", lw=0.5, label="L1 per step")
+        ax1.plot(steps, state.losses, color="0.75", lw=0.5, label="loss per step")
         k = max(1, len(state.losses) // 50)
         smooth = np.convolve(state.losses, np.ones(k) / k, mode="valid")
         ax1.plot(steps[k - 1 :], smooth, color="C0", label=f"mean of {k}")
         ax1.set_yscale("log")
-    ax1.set_ylabel("training loss (L1)")
+    ax1.set_ylabel("training loss")
     ax1.legend(loc="upper right")
     rows = state.rows
     for i, name in enumerate(base):
@@ -358,7 +406,7 @@ def plot_training(path: Path, state: State, base: dict[str, float]) -> None:
                      "o-", color=f"C{i}", label=f"model, {name}")
         ax2.axhline(base[name], color=f"C{i}", ls="--", lw=1, label=f"bicubic, {name}")
     ax2.set_xlabel("step")
-    ax2.set_ylabel("validation PSNR (dB)")
+    ax2.set_ylabel("validation PSNR (dB, CARE-normalised)")
     ax2.legend(loc="lower right", fontsize="small")
     fig.savefig(path, dpi=100)
 
@@ -403,7 +451,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
         log(f"resuming at step {state.step} of {cfg.steps}")
     sampler = Sampler(sources, cfg)
     val = validation_set(sources, cfg)
-    base = {k: bicubic_psnr(lr, hr, cfg.scale) for k, (lr, hr) in val.items()}
+    base_scores = {k: val_scores(bicubic_tiles(lr, cfg.scale), hr) for k, (lr, hr) in val.items()}
+    base = {k: v["psnr"] for k, v in base_scores.items()}
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "train.json").write_text(cfg.model_dump_json(indent=2))
     t0 = time.perf_counter() - state.seconds
@@ -414,7 +463,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
         module.train()
         with _autocast(device, amp):
             pred = module(lr_t.to(device, non_blocking=True))
-        loss = F.l1_loss(pred.float(), hr_t.to(device, non_blocking=True))
+        loss = loss_fn(cfg.loss, pred.float(), hr_t.to(device, non_blocking=True))
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -429,18 +478,21 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
         validate = step % cfg.val_every == 0 or step == cfg.steps
         if validate:
             module.eval()
-            scores = {k: psnr(module, lr, hr, device, amp=amp) for k, (lr, hr) in val.items()}
+            scores = {k: val_scores(predict_tiles(module, lr, device, amp=amp), hr)
+                      for k, (lr, hr) in val.items()}
             state.seconds = time.perf_counter() - t0
             row = {"step": step, "seconds": round(state.seconds, 1),
-                   "train_l1": round(state.running, 5),
-                   **{f"val_psnr_{k}": round(v, 3) for k, v in scores.items()},
-                   **{f"bicubic_psnr_{k}": round(v, 3) for k, v in base.items()}}
+                   "train_loss": round(state.running, 5),
+                   **{f"val_{m}_{k}": round(v[m], 4) for k, v in scores.items()
+                      for m in ("psnr", "ssim")},
+                   **{f"bicubic_{m}_{k}": round(v[m], 4) for k, v in base_scores.items()
+                      for m in ("psnr", "ssim")}}
             state.rows.append(row)
             log(json.dumps(row))
-            mean = float(np.mean(list(scores.values())))
-            if mean > state.best:
-                state.best = mean
-                metrics = {"validation": row, "selected_by": "mean validation PSNR"}
+            score = selection_score(row)
+            if score > state.best:
+                state.best = score
+                metrics = {"validation": row, "selected_by": SELECTION}
                 final_cfg = model_cfg.model_copy(update={
                     "training": {**json.loads(cfg.model_dump_json()), "device": device},
                     "metrics": metrics,

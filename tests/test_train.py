@@ -22,7 +22,7 @@ def test_train_command_writes_a_model_that_learns(tmp_path, cli):
     assert code == 0, err
     rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [20, 40, 60]
-    assert float(rows[-1]["train_l1"]) < float(rows[0]["train_l1"])
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     info = model_info(out / "model.safetensors")
     assert info.config.name == "tiny" and info.config.arch_args == {"width": 8}
     assert info.config.training["crappifier"] == "pssr-em"
@@ -78,7 +78,8 @@ def test_resume_continues_to_the_identical_result(tmp_path):
     ma, mb = (json.loads((c.out / "metrics.json").read_text()) for c in (full, part))
     drop = [{k: v for k, v in r.items() if k != "seconds"} for r in ma["validation"]]
     assert drop == [{k: v for k, v in r.items() if k != "seconds"} for r in mb["validation"]]
-    assert ma["train_l1_per_step"] == mb["train_l1_per_step"] and len(ma["train_l1_per_step"]) == 5
+    assert ma["train_loss_per_step"] == mb["train_loss_per_step"]
+    assert len(ma["train_loss_per_step"]) == 5
     assert (part.out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -131,3 +132,31 @@ def test_batches_from_worker_processes_equal_in_process_batches(tmp_path):
         assert torch.equal(a, c) and torch.equal(b, d)
     assert not torch.equal(here[0][0], here[1][0])
     assert torch.equal(sampler.batch(3)[0], here[1][0])  # batch k depends on (seed, k) only
+
+
+def test_training_ssim_is_the_evaluation_ssim():
+    import numpy as np
+    import torch
+
+    from pssr_volume.metrics import ssim
+    from pssr_volume.train import ssim_torch
+
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 52))
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
+    got = ssim_torch(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None]).item()
+    assert got == pytest.approx(ssim(a, b, 1.0), abs=1e-6)
+
+
+def test_ssim_loss_trains(tmp_path, cli):
+    _, hr = make_demo_volume((12, 24, 24), seed=4)
+    inp = write_tiff(tmp_path / "hr.tif", hr, voxel=(50.0, 4.6, 4.6))
+    out = tmp_path / "run"
+    code, _, err = cli("train", inp, "--out", out, "--arch-arg", "width=8", "--steps", "40",
+                       "--batch-size", "4", "--tile", "64", "--val-every", "20", "--val-tiles",
+                       "4", "--threads", "1", "--loss", "ssim", "--no-progress")
+    assert code == 0, err
+    info = model_info(out / "model.safetensors")
+    assert info.config.training["loss"] == "ssim"
+    row = info.config.metrics["validation"]
+    assert {"val_ssim_pssr-em", "bicubic_ssim_pssr2"} <= set(row)
