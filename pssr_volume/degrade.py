@@ -33,7 +33,7 @@ from pssr_volume.config import NormalizationConfig
 from pssr_volume.crappify import Pipeline, get_preset, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
-from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.io.inputs import InputVolume, input_location, open_input
 
 PROVENANCE_KEY = "pssr_volume_crappify"
 AXES = [{"name": n, "type": "space", "unit": "nanometer"} for n in ("z", "y", "x")]
@@ -163,7 +163,7 @@ def crappify_volume(input_path: str | os.PathLike[str], output: str | os.PathLik
         What was written: source, output, shapes, voxel sizes, pipeline, seed.
     """
     src, out = Path(input_path), Path(output)
-    if not src.exists():
+    if not input_location(src).exists():
         raise PssrError(f"input not found: {src}")
     kind = _check_output(out)
     if scale < 1:

@@ -50,7 +50,7 @@ from pssr_volume.config import EvaluateConfig, RunConfig
 from pssr_volume.crappify import get_preset
 from pssr_volume.degrade import GreyMap, write_tiff_stack
 from pssr_volume.errors import PssrError
-from pssr_volume.io.inputs import open_input
+from pssr_volume.io.inputs import input_location, open_input
 from pssr_volume.metrics import raw_range, volume_metrics
 from pssr_volume.model import ModelInfo, model_info
 
@@ -148,7 +148,7 @@ def _cases(cfg: EvaluateConfig) -> list[dict[str, Any]]:
     cases = []
     for i, hr in enumerate(cfg.hr):
         for p in (cfg.hr[i], *(cfg.lr[i : i + 1])):
-            if not p.exists():
+            if not input_location(p).exists():
                 raise PssrError(f"input not found: {p}")
         stem = _safe(hr.parent.name if hr.name == "raw" else hr.name.split(".")[0])
         if cfg.lr:

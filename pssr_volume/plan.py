@@ -70,7 +70,8 @@ class Plan:
             "software": "pssr-volume",
             "version": __version__,
             "model": describe(self.model),
-            "input": {"path": self.job.input.path, "kind": self.job.input.kind,
+            "input": {"path": self.job.input.path, "array": self.job.input.array_path,
+                      "kind": self.job.input.kind,
                       "shape": list(self.job.input.shape), "dtype": self.job.input.dtype},
             "settings": self.settings,
             "fingerprint": self.fingerprint,
@@ -187,7 +188,8 @@ def make_plan(config: RunConfig, threads: int = 0) -> Plan:
     device = _device(config)
     settings = {
         "model_sha256": model.sha256,
-        "input": {"path": volume.path, "shape": list(volume.shape), "dtype": volume.dtype},
+        "input": {"path": volume.path, "array": volume.array_path,
+                  "shape": list(volume.shape), "dtype": volume.dtype},
         "input_voxel_size_nm": list(voxel),
         "scale": model.config.scale,
         "block_shape": list(grid.block),

@@ -82,6 +82,8 @@ def test_hdf5_and_mrc_of_stack1_convert_losslessly_and_run_directly(
                            "--cluster", scheduler, "--no-progress", "--levels", "2")
         assert code == 0, err
         assert _scales(run_out)[0] == pytest.approx([50.0, 4.6, 4.6])
+        prov = zarr.open_group(str(run_out), mode="r").attrs["pssr_volume"]
+        assert prov["input"]["array"] == ("/volumes/raw" if name == "h5" else None)
         restored.append(_level(run_out))
     assert restored[0].shape == (3, 1024, 1024)
     np.testing.assert_array_equal(restored[0], restored[1])  # same data, same restoration

@@ -62,3 +62,18 @@ def test_user_errors_are_one_line(tmp_path, cli, hr):
         code, _, err = cli("crappify", *args)
         assert code == 2 and words in err and err.count("\n") == 1, err
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_reads_an_hdf5_dataset(tmp_path, cli, hr):
+    h5py = pytest.importorskip("h5py")
+    _, vol = hr
+    with h5py.File(tmp_path / "hr.h5", "w") as f:
+        f.create_dataset("volumes/raw", data=vol[:, :40, :40])
+    code, _, err = cli("crappify", f"{tmp_path / 'hr.h5'}:/volumes/raw", tmp_path / "lr.tif",
+                       "--preset", "pssr2", "--seed", "3")
+    assert code == 0, err
+    ref = tmp_path / "ref.tif"
+    write_tiff(ref, vol[:, :40, :40])
+    assert cli("crappify", ref, tmp_path / "ref_lr.tif", "--preset", "pssr2", "--seed", "3")[0] == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "lr.tif"),
+                                  tifffile.imread(tmp_path / "ref_lr.tif"))
