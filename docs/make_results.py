@@ -57,7 +57,7 @@ def holdout_table(res: dict[str, Any], label: str) -> list[str]:
             rows.append(f"| {label}, `{case['preset']}` | {name} | {s['psnr']:.2f} | "
                         f"{s['ssim']:.4f} | {s['psnr_raw']:.2f} | "
                         f"{'-' if name == 'bicubic' else d} | "
-                        f"{'-' if speed is None else f'{speed:.2f}'} |")
+                        f"{'-' if speed is None else f'{speed:.3g}'} |")
     return rows
 
 
@@ -100,7 +100,7 @@ def compare_rows(res: dict[str, Any], trains: dict[str, dict[str, Any]]) -> list
         s = last["methods"][name]
         speed = last["engine"].get(name, {}).get("out_mpx_per_s")
         rows.append(head + " " + " | ".join(cells) + f" | {s['z_mad_ratio']:.3f} | "
-                    f"{s['z_grad_err']:.4f} | {'-' if speed is None else f'{speed:.2f}'} |")
+                    f"{s['z_grad_err']:.4f} | {'-' if speed is None else f'{speed:.3g}'} |")
     return rows
 
 
@@ -118,7 +118,7 @@ def main(out: Path) -> str:
             keep(folder / "metrics.json", f"train-{folder.name}.json")
             row = train_row(folder)
             trains[row["name"]] = row
-            if (folder / "training.png").is_file():
+            if folder.name == "bundled" and (folder / "training.png").is_file():
                 shutil.copy(folder / "training.png", images / f"training_{folder.name}.png")
 
     g = gains(vnc, model)
@@ -235,7 +235,8 @@ def conclusions(cv: dict[str, Any], cf: dict[str, Any],
         "### 2-D vs 2.5D", "",
         f"`{fast25}` (3 adjacent sections in) vs `{fast}` at the same budget: ssTEM "
         f"{g(cv, fast25)} vs {g(cv, fast)}, FIB-SEM {g(cf, fast25)} vs {g(cf, fast)}. "
-        f"z MAD / HR (1 is ideal): ssTEM {zr(cv, fast25):.3f} vs {zr(cv, fast):.3f} "
+        f"z MAD / HR (mean over presets; 1 is ideal): ssTEM {zr(cv, fast25):.3f} vs "
+        f"{zr(cv, fast):.3f} "
         f"(bicubic {zr(cv, 'bicubic'):.3f}); FIB-SEM {zr(cf, fast25):.3f} vs "
         f"{zr(cf, fast):.3f} (bicubic {zr(cf, 'bicubic'):.3f}). Adjacent sections carry "
         "information where they are close compared with the structures (10 nm isotropic "
