@@ -159,6 +159,19 @@ def test_singleton_channel_is_squeezed(tmp_path: Path) -> None:
     _check_reads(vol, data[:, 0])
 
 
+def test_imagej_stack_written_without_axes_reads_as_sections(tmp_path: Path) -> None:
+    # tifffile.imwrite(imagej=True) labels the first axis of a 3-D array as channels
+    data = _volume((4, 12, 10), "uint8")
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(1 / 18.4, 1 / 18.4),
+                     metadata={"unit": "nm", "spacing": 50.0})
+    assert tifffile.TiffFile(tmp_path / "ij.tif").series[0].axes == "CYX"
+    vol = open_input(tmp_path / "ij.tif")
+    assert vol.shape == (4, 12, 10)
+    assert vol.voxel_size == pytest.approx((50.0, 18.4, 18.4))
+    assert any("channels" in n for n in vol.notes)
+    _check_reads(vol, data)
+
+
 @pytest.mark.parametrize(
     ("shape", "kwargs", "word"),
     [

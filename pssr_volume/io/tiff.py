@@ -158,6 +158,14 @@ def _tiff_layout(
     """Map a TIFF series to (z, y, x): return the shape, an index template and notes."""
     described = f"axes {axes!r}, shape {tuple(shape)}"
     kept = [(ax, n) for ax, n in zip(axes, shape, strict=True) if n != 1 or ax in "YX"]
+    notes = []
+    if "".join(ax for ax, _ in kept) == "CYX":
+        # tifffile.imwrite(..., imagej=True) of a 3-D array without axes= labels the first
+        # axis as channels: for greyscale EM that is nearly always a stack of sections
+        kept[0] = ("Z", kept[0][1])
+        axes = axes.replace("C", "Z")
+        notes.append(f"the TIFF labels its {kept[0][1]} planes as channels (C) and has no z "
+                     "axis; reading them as sections (z)")
     for ax, n in kept:
         if ax in "CS":
             raise error(
@@ -172,7 +180,8 @@ def _tiff_layout(
         )
     if order[-2:] != "YX" or (len(order) == 3 and order[0] not in _DEPTH_AXES):
         raise error(f"TIFF {path} has unsupported axes ({described}).")
-    notes = ["treating the TIFF time axis (T) as z"] if order[0] == "T" else []
+    if order[0] == "T":
+        notes.append("treating the TIFF time axis (T) as z")
     depth = order[0] if len(order) == 3 else None
     template = tuple(
         ("z" if ax == depth else ax.lower()) if (n != 1 or ax in "YX") else 0
