@@ -28,7 +28,13 @@ from tqdm import tqdm
 from pssr_volume import __version__
 from pssr_volume.errors import PssrError
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
-from pssr_volume.io.ome_zarr import create_output, is_zarr_store, remove_output, update_provenance
+from pssr_volume.io.ome_zarr import (
+    check_paths,
+    create_output,
+    is_zarr_store,
+    remove_output,
+    update_provenance,
+)
 from pssr_volume.pyramid import (
     Level,
     child_region,
@@ -119,10 +125,10 @@ def convert(
     if not location.exists():
         raise PssrError(f"input not found: {input}")
     out = Path(output)
-    _check_paths(location, out)
+    check_paths(location, out)
     vol = open_input(input)
     if Path(vol.path) != location:  # an OME-Zarr level or N5 s0: its group is the input too
-        _check_paths(Path(vol.path), out)
+        check_paths(Path(vol.path), out)
     for note in vol.notes:
         log(f"note: {note}")
     voxel = _voxel_size(voxel_size, vol, log)
@@ -256,20 +262,6 @@ def _task_shape(shape: Shape3, chunk: Shape3, itemsize: int) -> Shape3:
 
 
 # --- paths -------------------------------------------------------------------------------
-
-
-def _within(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
-def _check_paths(input_path: Path, output: Path) -> None:
-    i, o = input_path.resolve(), output.resolve()
-    if i == o:
-        raise PssrError(f"output {output} is the input; choose another output path")
-    if _within(o, i):
-        raise PssrError(f"output {output} lies inside the input {input_path}")
-    if _within(i, o):
-        raise PssrError(f"output {output} contains the input {input_path}")
 
 
 def _check_output(out: Path, overwrite: bool) -> None:

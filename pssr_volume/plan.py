@@ -22,7 +22,7 @@ from pssr_volume.config import RunConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
-from pssr_volume.io.ome_zarr import is_zarr_store, read_provenance
+from pssr_volume.io.ome_zarr import check_paths, is_zarr_store, read_provenance
 from pssr_volume.model import ModelInfo, describe, model_info
 from pssr_volume.models import bundled_model_path
 from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages
@@ -77,21 +77,6 @@ class Plan:
             "fingerprint": self.fingerprint,
             "command": self.config.model_dump(mode="json"),
         }
-
-
-def _is_within(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
-def check_paths(input_path: Path, output: Path) -> None:
-    """Refuse an output that is, lies inside, or contains the input."""
-    i, o = input_path.resolve(), output.resolve()
-    if i == o:
-        raise PssrError(f"output {output} is the input; choose another output path")
-    if _is_within(o, i):
-        raise PssrError(f"output {output} lies inside the input {input_path}")
-    if _is_within(i, o):
-        raise PssrError(f"output {output} contains the input {input_path}")
 
 
 def _resolve_model(config: RunConfig) -> ModelInfo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import tifffile
 import torch
 
 from pssr_volume.config import ModelConfig, NormalizationConfig
+from pssr_volume.journal import Journal
 from pssr_volume.model import FastUNet, Pointwise, save_model
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -29,6 +31,28 @@ def write_tiff(path: Path, data: np.ndarray, voxel: tuple[float, float, float] |
                          metadata={"spacing": voxel[0], "unit": "nm", "axes": "ZYX"})
     return path
 
+
+
+def assert_radius_is_exact(net: torch.nn.Module, radius: int, grid: int,
+                           dtype: torch.dtype = torch.float32) -> None:
+    """Perturbing the input ``radius`` pixels outside a grid cell changes the cell's x4
+    output; perturbing it one pixel further out changes nothing."""
+    n = 2 * radius + 4 * grid
+    c0 = (n // 2 // grid) * grid
+    x = torch.rand(1, 1, n, n, dtype=dtype)
+
+    def cell(inp: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return net(inp)[..., c0 * 4:(c0 + grid) * 4, c0 * 4:(c0 + grid) * 4]
+
+    base = cell(x)
+    for d, changes in [(radius, True), (radius + 1, False)]:
+        y = x.clone()
+        y[..., c0 - d, :] += 1
+        y[..., c0 + grid - 1 + d, :] += 1
+        y[..., :, c0 - d] += 1
+        y[..., :, c0 + grid - 1 + d] += 1
+        assert bool((cell(y) != base).any()) is changes
 
 def em_like(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     """Smooth random structure plus noise, uint8: enough texture for a network to
@@ -50,6 +74,27 @@ def digest(path: Path) -> str:
         h.update(str(f.relative_to(path.parent)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def blocks_done(output: Path) -> int:
+    """Blocks the output's journal records as done."""
+    return sum(k.startswith("block ") for k in Journal(output).done())
+
+
+def levels(output: Path) -> dict[str, str]:
+    """Digest of each pyramid level's chunk files: identical bytes, not just values."""
+    names = sorted(p.name for p in output.iterdir() if p.name.isdigit())
+    assert names, f"no levels in {output}"
+    return {name: digest(output / name) for name in names}
+
+
+def wait_for(predicate, what: str, timeout: float = 120.0, step: float = 0.005) -> None:
+    """Poll ``predicate`` every ``step`` s; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(step)
 
 
 @pytest.fixture(scope="session")

@@ -16,36 +16,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 import zarr
-from conftest import digest, em_like, write_tiff
+from conftest import blocks_done, digest, em_like, levels, wait_for, write_tiff
 
 from pssr_volume.io.ome_zarr import read_provenance
-from pssr_volume.journal import Journal
-
-
-def blocks_done(output: Path) -> int:
-    return sum(k.startswith("block ") for k in Journal(output).done())
-
-
-def levels(output: Path) -> dict[str, str]:
-    """Digest of each pyramid level's chunk files: identical bytes, not just values."""
-    names = sorted(p.name for p in output.iterdir() if p.name.isdigit())
-    assert names, f"no levels in {output}"
-    return {name: digest(output / name) for name in names}
-
-
-def wait_for(predicate, what: str, timeout: float = 120.0, step: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
 
 
 def stopped(pids) -> bool:

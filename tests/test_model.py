@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import assert_radius_is_exact
 
 from pssr_volume.config import ModelConfig
 from pssr_volume.errors import PssrError
@@ -46,22 +47,7 @@ def test_receptive_field_is_exact(kwargs):
     g = net.downsampling
     ry, rx = receptive_field(net, 1, 4, g)
     assert ry == rx and ry > 0
-    n = 2 * ry + 4 * g
-    c0 = (n // 2 // g) * g
-    x = torch.rand(1, 1, n, n)
-
-    def cell(inp):
-        with torch.inference_mode():
-            return net(inp)[..., c0 * 4:(c0 + g) * 4, c0 * 4:(c0 + g) * 4]
-
-    base = cell(x)
-    for d, changes in [(ry, True), (ry + 1, False)]:
-        y = x.clone()
-        y[..., c0 - d, :] += 1
-        y[..., c0 + g - 1 + d, :] += 1
-        y[..., :, c0 - d] += 1
-        y[..., :, c0 + g - 1 + d] += 1
-        assert bool((cell(y) != base).any()) is changes
+    assert_radius_is_exact(net, ry, g)
 
 
 def test_pointwise_has_no_context():

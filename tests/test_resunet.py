@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import em_like, write_tiff
+from conftest import assert_radius_is_exact, em_like, write_tiff
 from torch import nn
 
 from pssr_volume.config import ModelConfig, RunConfig
@@ -83,22 +83,7 @@ def test_receptive_field_is_exact(thin_model):
     g = net.downsampling
     ry, rx = info.receptive_field
     assert ry == rx == 66 and info.grid == g == 8
-    n = 2 * ry + 4 * g
-    c0 = (n // 2 // g) * g
-    x = torch.rand(1, 1, n, n, dtype=torch.float64)
-
-    def cell(inp):
-        with torch.inference_mode():
-            return net(inp)[..., c0 * 4:(c0 + g) * 4, c0 * 4:(c0 + g) * 4]
-
-    base = cell(x)
-    for d, changes in [(ry, True), (ry + 1, False)]:
-        y = x.clone()
-        y[..., c0 - d, :] += 1
-        y[..., c0 + g - 1 + d, :] += 1
-        y[..., :, c0 - d] += 1
-        y[..., :, c0 + g - 1 + d] += 1
-        assert bool((cell(y) != base).any()) is changes
+    assert_radius_is_exact(net, ry, g, torch.float64)
 
 
 def test_blockwise_matches_whole_within_tolerance(tmp_path, thin_model):

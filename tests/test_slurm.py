@@ -12,18 +12,16 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import dask
 import pytest
-from conftest import digest, em_like, write_tiff
+from conftest import blocks_done, digest, em_like, levels, wait_for, write_tiff
 from slurm_fixture import LocalSlurm, local_slurm_fixture  # noqa: F401  (local_slurm)
 
 from pssr_volume import cluster as cluster_module
 from pssr_volume.cluster import check_cluster
 from pssr_volume.config import RunConfig
-from pssr_volume.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 SBATCH_SCRIPT = ROOT / "workflows" / "slurm" / "run.sbatch"
@@ -44,17 +42,6 @@ def profile(tmp_path: Path, slurm: LocalSlurm, name: str = "test.yaml", **extra:
     return path
 
 
-def levels(output: Path) -> dict[str, str]:
-    """Digest of each pyramid level's chunk files: identical bytes, not just values."""
-    names = sorted(p.name for p in output.iterdir() if p.name.isdigit())
-    assert names, f"no levels in {output}"
-    return {name: digest(output / name) for name in names}
-
-
-def blocks_done(output: Path) -> int:
-    return sum(k.startswith("block ") for k in Journal(output).done())
-
-
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory, models, scheduler):
     """An 8 x 64 x 64 input and its reference restoration on a local Dask cluster."""
@@ -67,14 +54,6 @@ def volume(tmp_path_factory, models, scheduler):
     assert main(["run", str(inp), str(ref), "--model", str(models["fast"]), *BLOCK,
                  "--cluster", scheduler, "--no-progress"]) == 0
     return inp, levels(ref), digest(inp)
-
-
-def wait_for(predicate, what: str, timeout: float = 120.0, step: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,21 @@ def is_zarr_store(path: Path) -> bool:
     return any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray"))
 
 
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_paths(input_path: Path, output: Path) -> None:
+    """Refuse an output that is, lies inside, or contains the input."""
+    i, o = input_path.resolve(), output.resolve()
+    if i == o:
+        raise PssrError(f"output {output} is the input; choose another output path")
+    if _is_within(o, i):
+        raise PssrError(f"output {output} lies inside the input {input_path}")
+    if _is_within(i, o):
+        raise PssrError(f"output {output} contains the input {input_path}")
+
+
 def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int, int, int],
                   dtype: str, ngff_version: str = "0.5", compression_level: int = 1,
                   name: str = "restored", provenance: dict[str, Any] | None = None) -> None:
