@@ -26,8 +26,7 @@ import platform
 from pathlib import Path
 
 import torch
-
-from pssr_volume.flops import count_params, gflop_per_out_mpx, make, throughput
+from flops import count_params, gflop_per_out_mpx, make, throughput
 
 DEFAULT = [
     ("pssr-fast", {}),

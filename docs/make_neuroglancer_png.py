@@ -26,9 +26,11 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageDraw, ImageFont
 
-from pssr_volume.crappify import get_preset
-from pssr_volume.io.viewer import NeuroglancerBrowser, serve_directory
+from pssr_volume.crappify.steps import get_preset
 from pssr_volume.models import bundled_model_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from neuroglancer_viewer import NeuroglancerBrowser, serve_directory  # noqa: E402  (tests/)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "drosophila_vnc_sstem_stack1" / "raw"

@@ -19,7 +19,7 @@ __all__ = ["PssrError", "__version__", "open_ome_zarr"]
 def __getattr__(name: str) -> object:
     """Lazy exports: ``open_ome_zarr`` imports xarray, dask and zarr only when used."""
     if name == "open_ome_zarr":
-        from pssr_volume.xarray_view import open_ome_zarr
+        from pssr_volume.io.xarray import open_ome_zarr
 
         return open_ome_zarr
     raise AttributeError(f"module 'pssr_volume' has no attribute {name!r}")

@@ -180,7 +180,7 @@ def crappify(input: Path, output: Path, preset: str, scale: int, seed: int,
              voxel_size: tuple[float, float, float] | None) -> None:
     """Degrade INPUT into a new low-resolution OUTPUT (.tif/.tiff: ImageJ TIFF; .zarr:
     OME-Zarr), section by section; the voxel size grows by --scale in y and x."""
-    from pssr_volume.degrade import crappify_volume
+    from pssr_volume.crappify.volume import crappify_volume
 
     done = crappify_volume(input, output, preset, scale, seed, voxel_size, log=_echo)
     _echo(f"wrote {output}: {'x'.join(map(str, done['output_shape']))} {done['dtype']} "

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from pssr_volume.crappify import get_preset
+from pssr_volume.crappify.steps import get_preset
 from pssr_volume.errors import PssrError
 
 __all__ = [

@@ -47,8 +47,8 @@ import zarr
 from scipy import ndimage
 
 from pssr_volume.config import EvaluateConfig, RunConfig
-from pssr_volume.crappify import get_preset
-from pssr_volume.degrade import GreyMap, write_tiff_stack
+from pssr_volume.crappify.steps import get_preset
+from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
 from pssr_volume.errors import PssrError
 from pssr_volume.io.inputs import input_location, open_input
 from pssr_volume.metrics import raw_range, volume_metrics

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pssr_volume.cluster import check_cluster, open_executor
+from pssr_volume.cluster.executors import check_cluster, open_executor
 from pssr_volume.config import RunConfig
+from pssr_volume.engine import RunStats, execute
 from pssr_volume.errors import PssrError
 from pssr_volume.io.ome_zarr import create_output, read_provenance, remove_output, update_provenance
-from pssr_volume.pipeline import RunStats, execute
 from pssr_volume.plan import Plan, make_plan
 
 

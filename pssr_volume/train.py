@@ -35,14 +35,15 @@ from tqdm import tqdm
 
 from pssr_volume.blocks import apply_read_plan, box_slices, padded_read_plan
 from pssr_volume.config import ModelConfig, NormalizationConfig, TrainConfig
-from pssr_volume.crappify import Pipeline, get_preset, random_pipeline
+from pssr_volume.crappify.steps import Pipeline, get_preset, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.metrics import care_normalize
 from pssr_volume.metrics import psnr as psnr_metric
 from pssr_volume.metrics import ssim as ssim_metric
-from pssr_volume.model import build, save_model
+from pssr_volume.model import save_model
+from pssr_volume.nets.registry import build
 
 NORMALIZATION = NormalizationConfig(mode="percentile", low=0.1, high=99.9)
 

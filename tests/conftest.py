@@ -15,7 +15,8 @@ import torch
 
 from pssr_volume.config import ModelConfig, NormalizationConfig
 from pssr_volume.journal import Journal
-from pssr_volume.model import FastUNet, Pointwise, save_model
+from pssr_volume.model import save_model
+from pssr_volume.nets.fast import FastUNet, Pointwise
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")

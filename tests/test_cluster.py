@@ -14,9 +14,9 @@ import pytest
 import zarr
 from conftest import digest, em_like, write_tiff
 
-from pssr_volume.cluster import gpu_count, slurm_cluster_kwargs
+from pssr_volume.cluster.executors import gpu_count, slurm_cluster_kwargs
+from pssr_volume.cluster.profile import load_profile
 from pssr_volume.errors import PssrError
-from pssr_volume.profile import load_profile
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 

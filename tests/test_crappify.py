@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.transform import rescale
 
-from pssr_volume.crappify import (
+from pssr_volume.crappify.steps import (
     PRESETS,
     Blur,
     Downsample,

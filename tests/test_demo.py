@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from pssr_volume.crappify import Downsample
+from pssr_volume.crappify.steps import Downsample
 from pssr_volume.demo import make_demo_volume, write_demo_tiff
 from pssr_volume.errors import PssrError
 

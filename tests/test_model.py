@@ -9,15 +9,9 @@ from conftest import assert_radius_is_exact
 
 from pssr_volume.config import ModelConfig
 from pssr_volume.errors import PssrError
-from pssr_volume.model import (
-    FastUNet,
-    Pointwise,
-    load_model,
-    model_info,
-    read_config,
-    receptive_field,
-    save_model,
-)
+from pssr_volume.model import load_model, model_info, read_config, save_model
+from pssr_volume.nets.fast import FastUNet, Pointwise
+from pssr_volume.nets.receptive_field import receptive_field
 
 
 @pytest.mark.parametrize("slices", [1, 3, 5])

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import zarr
 from conftest import em_like, write_tiff
+from neuroglancer_viewer import NeuroglancerBrowser, serve_directory
 
 from pssr_volume.convert import convert
-from pssr_volume.io.viewer import NeuroglancerBrowser, serve_directory
 
 SIZE = (256, 192)  # screenshot (width, height): the whole level-0 section at zoom 1
 

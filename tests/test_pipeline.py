@@ -13,9 +13,9 @@ import zarr
 from conftest import digest, em_like, write_tiff
 
 from pssr_volume.config import RunConfig
+from pssr_volume.engine import block_key, predict_whole
 from pssr_volume.errors import PssrError
 from pssr_volume.journal import Journal
-from pssr_volume.pipeline import block_key, predict_whole
 from pssr_volume.plan import make_plan
 from pssr_volume.run import run
 

@@ -10,19 +10,14 @@ from conftest import assert_radius_is_exact, em_like, write_tiff
 from torch import nn
 
 from pssr_volume.config import ModelConfig, RunConfig
+from pssr_volume.engine import predict_whole
 from pssr_volume.errors import PssrError
-from pssr_volume.model import (
-    ARCHITECTURES,
-    FastUNet,
-    describe,
-    load_model,
-    model_info,
-    receptive_field,
-    save_model,
-)
-from pssr_volume.pipeline import predict_whole
+from pssr_volume.model import describe, load_model, model_info, save_model
+from pssr_volume.nets.fast import FastUNet
+from pssr_volume.nets.receptive_field import receptive_field
+from pssr_volume.nets.registry import architectures
+from pssr_volume.nets.resunet import ResUNet
 from pssr_volume.plan import make_plan
-from pssr_volume.resunet import ResUNet
 from pssr_volume.run import run
 
 TINY = {"width": 0.125, "layers": [1, 1, 1, 1]}
@@ -43,7 +38,7 @@ def thin_model(tmp_path_factory):
 
 
 def test_registered_and_built_from_a_config():
-    assert ARCHITECTURES["pssr-resunet"] is ResUNet
+    assert architectures()["pssr-resunet"] is ResUNet
     net = ResUNet(**TINY)
     assert net.downsampling == 8 and not net.global_context
     assert ResUNet(scale=2, **TINY).downsampling == 16
@@ -132,7 +127,7 @@ def test_weight_normed_model_file_round_trip(tmp_path):
 
 
 def test_cost_full_size():
-    from pssr_volume.flops import count_params, gflop_per_out_mpx, make
+    from benchmarks.flops import count_params, gflop_per_out_mpx, make
 
     res = make("pssr-resunet")
     assert 40e6 < count_params(res) < 42e6  # ResNet-34 U-Net (fastai's PSSR net: 41.1 M)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from pssr_volume.model import _icnr_, register
+from pssr_volume.nets.registry import icnr_, register
 
 STRIDE = 32  # total downsampling of the encoder, in output (high-resolution) pixels
 
@@ -116,7 +116,7 @@ class ShuffleUp(nn.Module):
     def __init__(self, cin: int, cout: int, blur: bool, wn: bool):
         super().__init__()
         conv = nn.Conv2d(cin, cout * 4, 1)
-        _icnr_(conv, 2)
+        icnr_(conv, 2)
         with torch.no_grad():
             conv.bias.zero_()
         self.conv = _weight_norm(conv) if wn else conv

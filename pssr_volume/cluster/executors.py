@@ -11,7 +11,7 @@ engine submits tasks to:
     "pssr-volume[cuda]"``).
 ``slurm``
     dask-jobqueue's ``SLURMCluster``: worker processes in SLURM jobs described
-    by a profile (``--profile FILE``, see :mod:`pssr_volume.profile` and
+    by a profile (``--profile FILE``, see :mod:`pssr_volume.cluster.profile` and
     ``workflows/profiles/``). The scheduler runs in this process.
 ``tcp://HOST:PORT``
     An existing scheduler, e.g. one started by ``dask scheduler`` on a cluster.
@@ -44,9 +44,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pssr_volume.cluster.profile import SlurmProfile, load_profile
 from pssr_volume.config import RunConfig
 from pssr_volume.errors import PssrError
-from pssr_volume.profile import SlurmProfile, load_profile
 
 _ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
           "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}

@@ -30,7 +30,7 @@ import tifffile
 import zarr
 
 from pssr_volume.config import NormalizationConfig
-from pssr_volume.crappify import Pipeline, get_preset, random_pipeline
+from pssr_volume.crappify.steps import Pipeline, get_preset, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input

@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pssr_volume.config import ModelConfig
-from pssr_volume.model import build
+from pssr_volume.nets.registry import build
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Degradations: the seeded crappifier steps and presets, and degrading whole volumes."""

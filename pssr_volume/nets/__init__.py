@@ -1,0 +1,1 @@
+"""Super-resolution networks: one module per architecture, found by name in the registry."""
