@@ -49,6 +49,7 @@ from scipy import ndimage
 from pssr_volume.config import EvaluateConfig, RunConfig
 from pssr_volume.crappify.steps import get_preset
 from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
+from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.io.inputs import input_location, open_input
 from pssr_volume.metrics import raw_range, volume_metrics
@@ -125,9 +126,7 @@ def restore(cfg: EvaluateConfig, lr_path: Path, model: ModelInfo, output: Path
 
     if output.exists():
         shutil.rmtree(output)
-    device = cfg.device
-    if device is None and cfg.cluster == "sync":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = choose_device(cfg.device, cfg.cluster) if cfg.cluster == "sync" else cfg.device
     rc = RunConfig(input=lr_path, output=output, model=Path(model.path), cluster=cfg.cluster,
                    workers=cfg.workers, device=device, batch_size=cfg.batch_size,
                    block_shape=cfg.block_shape, halo=cfg.halo, progress=False)

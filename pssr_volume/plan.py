@@ -19,6 +19,7 @@ from typing import Any
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, Shape3, check_chunking, default_chunk
 from pssr_volume.config import RunConfig
+from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
@@ -124,16 +125,6 @@ def _voxel_size(config: RunConfig, volume: InputVolume, notes: list[str]) -> tup
     return (1.0, 1.0, 1.0)
 
 
-def _device(config: RunConfig) -> str:
-    if config.device is not None:
-        return config.device
-    if config.cluster == "cuda":
-        return "cuda"
-    import torch
-
-    return "cuda" if config.cluster == "local" and torch.cuda.is_available() else "cpu"
-
-
 def fingerprint(settings: dict[str, Any]) -> str:
     """Identity of the settings that determine the output bytes."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -170,7 +161,7 @@ def make_plan(config: RunConfig, threads: int = 0) -> Plan:
     if norm_cfg.mode == "percentile":
         sample = sample_volume(volume.read, volume.shape)
     norm = intensity_range(norm_cfg, sample)
-    device = _device(config)
+    device = choose_device(config.device, config.cluster)
     settings = {
         "model_sha256": model.sha256,
         "input": {"path": volume.path, "array": volume.array_path,

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from pssr_volume.blocks import apply_read_plan, box_slices, padded_read_plan
 from pssr_volume.config import ModelConfig, NormalizationConfig, TrainConfig
 from pssr_volume.crappify.steps import Pipeline, get_preset, random_pipeline
+from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
@@ -426,7 +427,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
     uninterrupted run. ``stop_after`` ends the run after that step, with a checkpoint
     (for time-limited jobs, and tests). Mixed precision (``cfg.amp``) is used on CUDA only.
     """
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if not resume and (cfg.out / STATE).exists():

@@ -93,7 +93,7 @@ NEEDS_NO_GPU = {"cuda cluster without gpu", "cuda device without gpu"}
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_gives_one_clean_line(tmp_path, inp, models, cli, case):
     if case in NEEDS_NO_GPU:
-        from pssr_volume.cluster.executors import gpu_count
+        from pssr_volume.device import gpu_count
 
         if gpu_count():
             pytest.skip("a GPU is present here")

@@ -14,8 +14,9 @@ import pytest
 import zarr
 from conftest import digest, em_like, write_tiff
 
-from pssr_volume.cluster.executors import gpu_count, slurm_cluster_kwargs
+from pssr_volume.cluster.executors import slurm_cluster_kwargs
 from pssr_volume.cluster.profile import load_profile
+from pssr_volume.device import gpu_count
 from pssr_volume.errors import PssrError
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"

@@ -46,6 +46,7 @@ from typing import Any
 
 from pssr_volume.cluster.profile import SlurmProfile, load_profile
 from pssr_volume.config import RunConfig
+from pssr_volume.device import gpu_count
 from pssr_volume.errors import PssrError
 
 _ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
@@ -135,16 +136,6 @@ class SerialExecutor:
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def gpu_count() -> int:
-    """CUDA devices torch can see in this process (0 without a GPU or a CPU-only torch)."""
-    import torch
-
-    try:
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # broken driver installs raise here
-        return 0
 
 
 def _require_gpu(what: str) -> None:
