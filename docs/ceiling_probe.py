@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from pssr_volume.crappify.steps import Downsample, Pipeline, get_preset
+from pssr_volume.crappify.pipeline import Pipeline
+from pssr_volume.crappify.presets import get_preset
+from pssr_volume.crappify.steps import Downsample
 from pssr_volume.metrics import care_normalize, psnr, ssim
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/drosophila_vnc_sstem_stack1/raw"

@@ -23,7 +23,7 @@ import zarr
 from scipy import ndimage
 
 from pssr_volume.config import RunConfig
-from pssr_volume.crappify.steps import get_preset
+from pssr_volume.crappify.presets import get_preset
 from pssr_volume.run import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -129,10 +129,11 @@ def main(out: Path) -> str:
         "# Results", "",
         "Every number below comes from `bash docs/results.sh` (commands listed there) followed "
         "by `python docs/make_results.py results > docs/RESULTS.md`, on a 2-core CPU without a "
-        "GPU. The protocol is DESIGN.md section 8: hold-out HR volumes degraded x4 by a preset "
-        "(`pssr-em`: local-variance Gaussian noise on the HR grid, then bilinear 1/4; `pssr2`: "
-        "bilinear 1/4, then Poisson noise), restored through the engine (`pssr-volume run`'s "
-        "code path: blocks, halos, blending, OME-Zarr), and scored against the HR after CARE "
+        "GPU. The protocol is docs/DESIGN.md section 5: hold-out HR volumes degraded x4 by a "
+        "preset (`pssr-em`: local-variance Gaussian noise on the HR grid, then bilinear 1/4; "
+        "`pssr2`: bilinear 1/4, then Poisson noise), restored through the engine "
+        "(`pssr-volume run`'s code path: blocks, halos, blending, OME-Zarr), and scored "
+        "against the HR after CARE "
         "normalisation (PSNR and SSIM, data range 1, means over sections). The hold-out folders "
         "were never used for training, tuning or checkpoint selection (that used the last 10 % "
         "of sections of each training volume).", "",

@@ -31,7 +31,7 @@ from skimage.transform import resize
 
 import pssr_volume
 from pssr_volume.config import RunConfig
-from pssr_volume.crappify.steps import get_preset
+from pssr_volume.crappify.presets import get_preset
 from pssr_volume.demo import make_demo_volume
 from pssr_volume.models import bundled_model_path
 from pssr_volume.run import run

@@ -24,7 +24,7 @@ gaussian
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -108,4 +108,4 @@ def reach(mode: BlendMode, block: tuple[int, int], margin: tuple[int, int]) -> t
     """How many neighbouring blocks (y, x) contribute to a block's output."""
     if mode == "crop":
         return (0, 0)
-    return tuple(math.ceil(m / b) for m, b in zip(margin, block))
+    return cast(tuple[int, int], tuple(math.ceil(m / b) for m, b in zip(margin, block)))

@@ -24,13 +24,14 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from pssr_volume.errors import PssrError
+from pssr_volume.types import Shape3
 
 Box = tuple[tuple[int, int], ...]
-Shape3 = tuple[int, int, int]
 
 
 def box_shape(box: Box) -> tuple[int, ...]:
@@ -72,7 +73,8 @@ def padded_read_plan(box: Box, shape: tuple[int, ...]) -> tuple[Box, tuple[np.nd
     read is already the requested range) or the index array that assembles
     the padded range from the read.
     """
-    read, take = [], []
+    read: list[tuple[int, int]] = []
+    take: list[np.ndarray | None] = []
     for (a, b), n in zip(box, shape):
         if a >= 0 and b <= n:
             read.append((a, b))
@@ -172,14 +174,15 @@ class BlockGrid:
     @property
     def counts(self) -> Shape3:
         """Number of blocks per axis."""
-        return tuple(math.ceil(n / b) for n, b in zip(self.out_shape, self.block))
+        return cast(Shape3, tuple(math.ceil(n / b) for n, b in zip(self.out_shape, self.block)))
 
     def __len__(self) -> int:
         return math.prod(self.counts)
 
     def indices(self) -> Iterator[Shape3]:
         """Block indices in raster order (z slowest)."""
-        return itertools.product(*(range(c) for c in self.counts))
+        cz, cy, cx = self.counts
+        return itertools.product(range(cz), range(cy), range(cx))
 
     def __iter__(self) -> Iterator[Block]:
         return (self.block_at(i) for i in self.indices())
@@ -199,7 +202,7 @@ class BlockGrid:
             write.append((w0, w1))
             core.append((c0, c1))
             tile.append((c0 - h, t1 + h))
-        return Block(tuple(index), tuple(write), tuple(core), tuple(tile))
+        return Block(cast(Shape3, tuple(index)), tuple(write), tuple(core), tuple(tile))
 
     def neighbours(self, index: Shape3, reach: tuple[int, int]) -> list[Shape3]:
         """Indices of the blocks within ``reach`` blocks in y and x (same z),
@@ -217,7 +220,7 @@ def default_chunk(block: Shape3, preferred: Shape3 = (8, 256, 256)) -> Shape3:
     """Output chunk shape for a block shape: the largest divisor of the block
     that is at most ``preferred`` per axis (gcd), so every block is a whole
     number of chunks."""
-    return tuple(math.gcd(b, p) for b, p in zip(block, preferred))
+    return cast(Shape3, tuple(math.gcd(b, p) for b, p in zip(block, preferred)))
 
 
 def check_chunking(block: Shape3, chunk: Shape3) -> None:

@@ -10,14 +10,24 @@ from __future__ import annotations
 import json
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pssr_volume import __version__
-from pssr_volume.errors import PssrError
+from pssr_volume.config import (
+    ConvertConfig,
+    CrappifyConfig,
+    DemoConfig,
+    EvaluateConfig,
+    RunConfig,
+    TrainConfig,
+)
+from pssr_volume.errors import PssrError, first_line
 
 
 class Numbers(click.ParamType):
@@ -40,6 +50,27 @@ class Numbers(click.ParamType):
         if len(numbers) != self.count:
             self.fail(f"expected {self.count} values ({self.name}), got {value!r}", param, ctx)
         return numbers
+
+
+def default(model: type[BaseModel], field: str) -> Any:
+    """A config model's default for ``field`` (the command line repeats none)."""
+    return model.model_fields[field].default
+
+
+def choices(model: type[BaseModel], field: str) -> click.Choice:
+    """The values a config model's ``Literal`` field allows, as a click choice."""
+    values: list[str] = []
+
+    def collect(annotation: Any) -> None:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Literal:
+            values.extend(str(v) for v in typing.get_args(annotation))
+        elif origin in (typing.Union, types.UnionType):
+            for arg in typing.get_args(annotation):
+                collect(arg)
+
+    collect(model.model_fields[field].annotation)
+    return click.Choice(values)
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -65,7 +96,7 @@ def cli() -> None:
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Model file (.safetensors). Default: the bundled EM model (x4).")
-@click.option("--cluster", default="local", show_default=True,
+@click.option("--cluster", default=default(RunConfig, "cluster"), show_default=True,
               help="local | cuda | slurm | tcp://HOST:PORT | sync (in-process, for debugging).")
 @click.option("--workers", type=int, default=None, help="Worker processes (local cluster).")
 @click.option("--profile", type=click.Path(path_type=Path), default=None,
@@ -76,27 +107,27 @@ def cli() -> None:
               help="Output chunk shape. Default: up to 8,256,256, dividing the block.")
 @click.option("--halo", type=Numbers(2, int, "YX"), default=None,
               help="Input pixels of context per side. Default: the model's receptive field.")
-@click.option("--blend", type=click.Choice(["crop", "linear", "cosine", "gaussian"]),
-              default="crop", show_default=True, help="How overlapping predictions combine.")
+@click.option("--blend", type=choices(RunConfig, "blend"), default=default(RunConfig, "blend"),
+              show_default=True, help="How overlapping predictions combine.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run (same settings).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--voxel-size", type=Numbers(3, float, "ZYX"), default=None,
               help="Input voxel size in nm, when the input has none (or to override it).")
 @click.option("--levels", type=int, default=None,
               help="Pyramid levels. Default: until y and x fit in 256.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+@click.option("--device", type=choices(RunConfig, "device"), default=None,
               help="Default: cuda with --cluster cuda or a local GPU, else cpu.")
-@click.option("--batch-size", type=int, default=8, show_default=True,
-              help="Sections per forward pass.")
-@click.option("--ngff-version", type=click.Choice(["0.4", "0.5"]), default="0.5",
-              show_default=True, help="0.5 writes zarr v3, 0.4 zarr v2.")
-@click.option("--compression-level", type=int, default=1, show_default=True,
-              help="zstd level of the output chunks.")
+@click.option("--batch-size", type=int, default=default(RunConfig, "batch_size"),
+              show_default=True, help="Sections per forward pass.")
+@click.option("--ngff-version", type=choices(RunConfig, "ngff_version"),
+              default=default(RunConfig, "ngff_version"), show_default=True,
+              help="0.5 writes zarr v3, 0.4 zarr v2.")
+@click.option("--compression-level", type=int, default=default(RunConfig, "compression_level"),
+              show_default=True, help="zstd level of the output chunks.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(**kwargs: Any) -> None:
     """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr, N5, file.h5:/dataset, MRC)
     into the OME-Zarr OUTPUT."""
-    from pssr_volume.config import RunConfig
     from pssr_volume.run import run as run_restore
 
     config = RunConfig(**kwargs)
@@ -125,27 +156,34 @@ def _arch_args(values: tuple[str, ...]) -> dict[str, Any]:
 @click.argument("hr_inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for model.safetensors, metrics.csv and train.json.")
-@click.option("--name", default="pssr-model", show_default=True)
-@click.option("--architecture", default="pssr-fast", show_default=True)
+@click.option("--name", default=default(TrainConfig, "name"), show_default=True)
+@click.option("--architecture", default=default(TrainConfig, "architecture"), show_default=True)
 @click.option("--arch-arg", "arch_arg", multiple=True, help="Architecture argument KEY=VALUE.")
-@click.option("--in-slices", type=int, default=1, show_default=True)
-@click.option("--scale", type=int, default=4, show_default=True)
-@click.option("--crappifier", default="mix", show_default=True,
+@click.option("--in-slices", type=int, default=default(TrainConfig, "in_slices"),
+              show_default=True)
+@click.option("--scale", type=int, default=default(TrainConfig, "scale"), show_default=True)
+@click.option("--crappifier", default=default(TrainConfig, "crappifier"), show_default=True,
               help="mix (PSSR and PSSR2 orders, a range of noise levels) or a preset name.")
-@click.option("--steps", type=int, default=2000, show_default=True)
-@click.option("--loss", type=click.Choice(["l1", "mse", "ssim"]), default="l1", show_default=True,
+@click.option("--steps", type=int, default=default(TrainConfig, "steps"), show_default=True)
+@click.option("--loss", type=choices(TrainConfig, "loss"), default=default(TrainConfig, "loss"),
+              show_default=True,
               help="ssim: 0.8 (1 - SSIM) + 0.2 L1, SSIM as the evaluation computes it.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--tile", type=int, default=256, show_default=True, help="HR tile edge (px).")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--val-every", type=int, default=200, show_default=True)
-@click.option("--val-tiles", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-@click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto",
+@click.option("--batch-size", type=int, default=default(TrainConfig, "batch_size"),
+              show_default=True)
+@click.option("--tile", type=int, default=default(TrainConfig, "tile"), show_default=True,
+              help="HR tile edge (px).")
+@click.option("--lr", type=float, default=default(TrainConfig, "lr"), show_default=True)
+@click.option("--val-every", type=int, default=default(TrainConfig, "val_every"),
+              show_default=True)
+@click.option("--val-tiles", type=int, default=default(TrainConfig, "val_tiles"),
+              show_default=True)
+@click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True)
+@click.option("--device", type=choices(TrainConfig, "device"), default=None)
+@click.option("--threads", type=int, default=default(TrainConfig, "threads"),
+              help="torch CPU threads (0: torch's default).")
+@click.option("--amp", type=choices(TrainConfig, "amp"), default=default(TrainConfig, "amp"),
               show_default=True, help="Mixed precision on CUDA (auto: bf16 if supported).")
-@click.option("--workers", type=int, default=0, show_default=True,
+@click.option("--workers", type=int, default=default(TrainConfig, "workers"), show_default=True,
               help="Processes making training batches ahead (0: in the training process).")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its checkpoint (same settings).")
@@ -156,7 +194,6 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
 
     Writes model.safetensors (best validation PSNR), train.json, metrics.csv/.json,
     training.png and a checkpoint at every validation into --out."""
-    from pssr_volume.config import TrainConfig
     from pssr_volume.train import train as run_training
 
     for p in hr_inputs:
@@ -170,21 +207,21 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
 @cli.command()
 @click.argument("input", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
-@click.option("--preset", default="pssr-em", show_default=True,
+@click.option("--preset", default=default(CrappifyConfig, "preset"), show_default=True,
               help="pssr-em | pssr-fluo | pssr2 | mix (one random PSSR/PSSR2-style pipeline).")
-@click.option("--scale", type=int, default=4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scale", type=int, default=default(CrappifyConfig, "scale"), show_default=True)
+@click.option("--seed", type=int, default=default(CrappifyConfig, "seed"), show_default=True)
 @click.option("--voxel-size", type=Numbers(3, float, "ZYX"), default=None,
               help="Input voxel size in nm, when the input has none (or to override it).")
-def crappify(input: Path, output: Path, preset: str, scale: int, seed: int,
-             voxel_size: tuple[float, float, float] | None) -> None:
+def crappify(**kwargs: Any) -> None:
     """Degrade INPUT into a new low-resolution OUTPUT (.tif/.tiff: ImageJ TIFF; .zarr:
     OME-Zarr), section by section; the voxel size grows by --scale in y and x."""
     from pssr_volume.crappify.volume import crappify_volume
 
-    done = crappify_volume(input, output, preset, scale, seed, voxel_size, log=_echo)
-    _echo(f"wrote {output}: {'x'.join(map(str, done['output_shape']))} {done['dtype']} "
-          f"({preset}, x{scale}, seed {seed})")
+    config = CrappifyConfig(**kwargs)
+    done = crappify_volume(config, log=_echo)
+    _echo(f"wrote {config.output}: {'x'.join(map(str, done['output_shape']))} {done['dtype']} "
+          f"({config.preset}, x{config.scale}, seed {config.seed})")
 
 
 class ZRange(click.ParamType):
@@ -213,24 +250,24 @@ class ZRange(click.ParamType):
               help="Model file (repeatable). Default: the bundled model.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for results.json, results.md and montages.")
-@click.option("--scale", type=int, default=4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scale", type=int, default=default(EvaluateConfig, "scale"), show_default=True)
+@click.option("--seed", type=int, default=default(EvaluateConfig, "seed"), show_default=True)
 @click.option("--z", type=ZRange(), default=None, help="Evaluate sections START:STOP only.")
 @click.option("--crop", type=Numbers(2, int, "YX"), default=None,
               help="Evaluate a centred HR crop of this size only.")
-@click.option("--cluster", default="sync", show_default=True,
+@click.option("--cluster", default=default(EvaluateConfig, "cluster"), show_default=True,
               help="Engine cluster for the models (see run).")
 @click.option("--workers", type=int, default=None)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--device", type=choices(EvaluateConfig, "device"), default=None)
+@click.option("--batch-size", type=int, default=default(EvaluateConfig, "batch_size"),
+              show_default=True)
 @click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None)
 @click.option("--halo", type=Numbers(2, int, "YX"), default=None)
 @click.option("--montage/--no-montage", default=True, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace results in --out.")
 def evaluate(presets: tuple[str, ...], **kwargs: Any) -> None:
-    """Score models against bilinear, bicubic and spline upsampling (DESIGN.md section 8):
+    """Score models against bilinear, bicubic and spline upsampling (docs/DESIGN.md section 5):
     on --hr volumes degraded with each --preset, or on real --lr/--hr pairs."""
-    from pssr_volume.config import EvaluateConfig
     from pssr_volume.evaluate import evaluate as run_evaluate
 
     config = EvaluateConfig(**kwargs, **({"presets": presets} if presets else {}))
@@ -240,17 +277,20 @@ def evaluate(presets: tuple[str, ...], **kwargs: Any) -> None:
 
 @cli.command()
 @click.argument("output", type=click.Path(path_type=Path))
-@click.option("--shape", type=Numbers(3, int, "ZYX"), default="4,192,160", show_default=True,
+@click.option("--shape", type=Numbers(3, int, "ZYX"),
+              default=",".join(map(str, default(DemoConfig, "shape"))), show_default=True,
               help="Shape of the low-resolution volume.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=default(DemoConfig, "seed"), show_default=True)
 @click.option("--hr", "hr_path", type=click.Path(path_type=Path), default=None,
               help="Also write the high-resolution ground truth here.")
-def demo(output: Path, shape: tuple[int, int, int], seed: int, hr_path: Path | None) -> None:
+def demo(**kwargs: Any) -> None:
     """Write a synthetic EM-like test volume (18.4 nm pixels, 50 nm sections) to OUTPUT.tif."""
-    from pssr_volume.demo import write_demo_tiff
+    from pssr_volume.demo import write_demo
 
-    write_demo_tiff(output, shape_lr=shape, seed=seed, hr_path=hr_path)
-    _echo(f"wrote {output}: {shape[0]}x{shape[1]}x{shape[2]} uint8, voxel 50x18.4x18.4 nm")
+    config = DemoConfig(**kwargs)
+    write_demo(config)
+    z, y, x = config.shape
+    _echo(f"wrote {config.output}: {z}x{y}x{x} uint8, voxel 50x18.4x18.4 nm")
 
 
 @cli.command()
@@ -262,18 +302,20 @@ def demo(output: Path, shape: tuple[int, int, int], seed: int, hr_path: Path | N
               help="Output chunk shape. Default: up to 8,256,256.")
 @click.option("--levels", type=int, default=None,
               help="Pyramid levels. Default: until y and x fit in 256.")
-@click.option("--ngff-version", type=click.Choice(["0.4", "0.5"]), default="0.5",
-              show_default=True, help="0.5 writes zarr v3, 0.4 zarr v2.")
-@click.option("--compression-level", type=int, default=1, show_default=True,
+@click.option("--ngff-version", type=choices(ConvertConfig, "ngff_version"),
+              default=default(ConvertConfig, "ngff_version"), show_default=True,
+              help="0.5 writes zarr v3, 0.4 zarr v2.")
+@click.option("--compression-level", type=int,
+              default=default(ConvertConfig, "compression_level"), show_default=True,
               help="zstd level of the output chunks.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def convert(input: Path, output: Path, **kwargs: Any) -> None:
+def convert(**kwargs: Any) -> None:
     """Convert INPUT (TIFF, OME-TIFF, folder of TIFFs, Zarr, OME-Zarr level, N5,
     file.h5:/dataset, MRC) into a multiscale OME-Zarr OUTPUT, losslessly."""
     from pssr_volume.convert import convert as run_convert
 
-    stats = run_convert(input, output, log=_echo, **kwargs)
+    stats = run_convert(ConvertConfig(**kwargs), log=_echo)
     _echo(f"done: {stats.output}: {'x'.join(map(str, stats.shape))} {stats.dtype} at "
           f"{'x'.join(f'{v:g}' for v in stats.voxel_size)} nm, {stats.levels} level(s), "
           f"{stats.tasks} task(s), {stats.seconds:.1f} s")
@@ -330,13 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         _echo(f"Error: {e}")
-        return 1 if e.__cause__ is not None else 2
+        return e.exit_code
     except Exception as e:
         if debug:
             raise
-        first = (str(e).strip().splitlines() or [""])[0]
-        _echo(f"Error: internal error: {type(e).__name__}: {first} "
-              "(set PSSR_VOLUME_DEBUG=1 for a traceback)")
+        _echo(f"Error: internal error: {first_line(e)} (set PSSR_VOLUME_DEBUG=1 for a traceback)")
         return 1
     return 0
 

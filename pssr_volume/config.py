@@ -7,22 +7,70 @@ is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-Shape3 = tuple[int, int, int]
+from pssr_volume.types import Shape3
+
 BlendMode = Literal["crop", "linear", "cosine", "gaussian"]
 Device = Literal["cpu", "cuda"]
+NgffVersion = Literal["0.4", "0.5"]
 CLUSTERS = ("local", "cuda", "slurm", "sync")
+PRESET_NAMES = ("pssr-em", "pssr-fluo", "pssr2", "mix")
 
 
-class _Strict(BaseModel):
+def _positive_shape(v: Shape3) -> Shape3:
+    if min(v) < 1:
+        raise ValueError(f"every entry must be a positive integer, got {','.join(map(str, v))}")
+    return v
+
+
+def _positive_voxels(v: tuple[float, float, float]) -> tuple[float, float, float]:
+    if not all(0 < x < math.inf for x in v):
+        raise ValueError(f"voxel sizes must be positive numbers, got {v}")
+    return v
+
+
+def _non_negative_halo(v: tuple[int, int]) -> tuple[int, int]:
+    if min(v) < 0:
+        raise ValueError(f"halo must not be negative, got {','.join(map(str, v))}")
+    return v
+
+
+PositiveShape3 = Annotated[Shape3, AfterValidator(_positive_shape)]
+VoxelSize = Annotated[tuple[float, float, float], AfterValidator(_positive_voxels)]
+Halo = Annotated[tuple[int, int], AfterValidator(_non_negative_halo)]
+
+
+class Strict(BaseModel):
+    """Base of every configuration model: unknown keys are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class NormalizationConfig(_Strict):
+class OutputConfig(Strict):
+    """How a multiscale OME-Zarr output is laid out (shared by ``run`` and ``convert``)."""
+
+    chunk_shape: PositiveShape3 | None = None
+    levels: int | None = Field(None, ge=1, le=16)
+    ngff_version: NgffVersion = "0.5"
+    compression_level: int = Field(1, ge=0, le=22)
+    voxel_size: VoxelSize | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+
+class NormalizationConfig(Strict):
     """Global intensity normalisation a model expects.
 
     ``percentile``: ``low``/``high`` are percentiles (0-100) of the whole input
@@ -45,7 +93,7 @@ class NormalizationConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """What a model file says about itself (stored as JSON in its safetensors header)."""
 
     name: str
@@ -67,7 +115,7 @@ class ModelConfig(_Strict):
         return v
 
 
-class RunConfig(_Strict):
+class RunConfig(OutputConfig):
     """Everything ``pssr-volume run`` needs. ``None`` means "derive a default"."""
 
     input: Path
@@ -76,19 +124,12 @@ class RunConfig(_Strict):
     cluster: str = "local"
     workers: int | None = Field(None, ge=1)
     profile: Path | None = None
-    block_shape: Shape3 | None = None
-    chunk_shape: Shape3 | None = None
-    halo: tuple[int, int] | None = None
+    block_shape: PositiveShape3 | None = None
+    halo: Halo | None = None
     blend: BlendMode = "crop"
     resume: bool = False
-    overwrite: bool = False
-    voxel_size: tuple[float, float, float] | None = None
-    levels: int | None = Field(None, ge=1, le=16)
     device: Device | None = None
     batch_size: int = Field(8, ge=1)
-    ngff_version: Literal["0.4", "0.5"] = "0.5"
-    compression_level: int = Field(1, ge=0, le=22)
-    progress: bool = True
 
     @field_validator("cluster")
     @classmethod
@@ -97,29 +138,6 @@ class RunConfig(_Strict):
             return v
         raise ValueError(f"unknown cluster {v!r}: use {', '.join(CLUSTERS)} or tcp://HOST:PORT")
 
-    @field_validator("block_shape", "chunk_shape")
-    @classmethod
-    def _positive_shape(cls, v: Shape3 | None) -> Shape3 | None:
-        if v is not None and min(v) < 1:
-            raise ValueError(f"every entry must be a positive integer, got {','.join(map(str, v))}")
-        return v
-
-    @field_validator("halo")
-    @classmethod
-    def _non_negative_halo(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
-        if v is not None and min(v) < 0:
-            raise ValueError(f"halo must not be negative, got {','.join(map(str, v))}")
-        return v
-
-    @field_validator("voxel_size")
-    @classmethod
-    def _positive_voxels(
-        cls, v: tuple[float, float, float] | None
-    ) -> tuple[float, float, float] | None:
-        if v is not None and not all(x > 0 and x < float("inf") for x in v):
-            raise ValueError(f"voxel sizes must be positive numbers, got {v}")
-        return v
-
     @model_validator(mode="after")
     def _exclusive(self) -> RunConfig:
         if self.resume and self.overwrite:
@@ -127,7 +145,7 @@ class RunConfig(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """Everything ``pssr-volume train`` needs; saved next to the model it makes."""
 
     inputs: tuple[Path, ...]
@@ -164,7 +182,7 @@ class TrainConfig(_Strict):
         return v
 
 
-class EvaluateConfig(_Strict):
+class EvaluateConfig(Strict):
     """Everything ``pssr-volume evaluate`` needs; saved as ``evaluate.json`` with the results.
 
     With ``lr`` empty, each ``hr`` volume is degraded with each preset (seeded) and restored;
@@ -184,8 +202,8 @@ class EvaluateConfig(_Strict):
     workers: int | None = Field(None, ge=1)
     device: Device | None = None
     batch_size: int = Field(8, ge=1)
-    block_shape: Shape3 | None = None
-    halo: tuple[int, int] | None = None
+    block_shape: PositiveShape3 | None = None
+    halo: Halo | None = None
     montage: bool = True
     overwrite: bool = False
 
@@ -202,3 +220,30 @@ class EvaluateConfig(_Strict):
         if self.crop is not None and min(self.crop) < 1:
             raise ValueError(f"crop must be positive, got {self.crop}")
         return self
+
+
+class ConvertConfig(OutputConfig):
+    """Everything ``pssr-volume convert`` needs (any input to a multiscale OME-Zarr)."""
+
+    input: Path
+    output: Path
+
+
+class CrappifyConfig(Strict):
+    """Everything ``pssr-volume crappify`` needs (degrade a high-resolution volume)."""
+
+    input: Path
+    output: Path
+    preset: str = "pssr-em"
+    scale: int = Field(4, ge=1, le=16)
+    seed: int = 0
+    voxel_size: VoxelSize | None = None
+
+
+class DemoConfig(Strict):
+    """Everything ``pssr-volume demo`` needs (the synthetic EM-like stack)."""
+
+    output: Path
+    shape: PositiveShape3 = (4, 192, 160)
+    seed: int = 0
+    hr_path: Path | None = None

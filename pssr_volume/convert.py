@@ -6,8 +6,9 @@ the same writer and chunk-aligned stages as ``pssr-volume run``
 (:func:`pssr_volume.io.ome_zarr.create_output`, :mod:`pssr_volume.pyramid`).
 Memory stays constant whatever the volume size; no cluster is needed::
 
+    from pssr_volume.config import ConvertConfig
     from pssr_volume.convert import convert
-    convert("raw/", "raw.ome.zarr", voxel_size=(50, 4.6, 4.6))
+    convert(ConvertConfig(input="raw/", output="raw.ome.zarr", voxel_size=(50, 4.6, 4.6)))
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import zarr
 from tqdm import tqdm
 
 from pssr_volume import __version__
+from pssr_volume.config import ConvertConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import (
@@ -45,10 +47,10 @@ from pssr_volume.pyramid import (
     plan_stages,
     task_regions,
 )
+from pssr_volume.types import Shape3
 
 __all__ = ["ConvertStats", "convert"]
 
-Shape3 = tuple[int, int, int]
 Box = tuple[tuple[int, int], ...]
 DEFAULT_CHUNK: Shape3 = (8, 256, 256)
 TASK_BYTES = 64 << 20  # upper bound on the data one task reads
@@ -67,19 +69,7 @@ class ConvertStats:
     seconds: float
 
 
-def convert(
-    input: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    voxel_size: Sequence[float] | None = None,
-    chunk_shape: Sequence[int] | None = None,
-    levels: int | None = None,
-    ngff_version: str = "0.5",
-    compression_level: int = 1,
-    overwrite: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = lambda s: None,
-) -> ConvertStats:
+def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None) -> ConvertStats:
     """Convert `input` into a multiscale OME-Zarr image at `output`.
 
     Level 0 holds the input's voxels unchanged (same dtype and values); the
@@ -87,26 +77,12 @@ def convert(
 
     Parameters
     ----------
-    input : str or os.PathLike
-        Any input :func:`~pssr_volume.io.inputs.open_input` accepts (TIFF, TIFF
-        folder, Zarr, OME-Zarr level, N5, ``file.h5:/dataset``, MRC).
-    output : str or os.PathLike
-        The OME-Zarr to create.
-    voxel_size : sequence of float, optional
-        ``(z, y, x)`` in nm; overrides the input's metadata. Without either,
-        1 nm is used and a warning is logged.
-    chunk_shape : sequence of int, optional
-        Output chunk ``(z, y, x)``; default up to ``8, 256, 256``.
-    levels : int, optional
-        Pyramid levels; default until y and x fit in 256.
-    ngff_version : {"0.5", "0.4"}
-        NGFF 0.5 on zarr v3, or 0.4 on zarr v2.
-    compression_level : int
-        zstd level, 0-22.
-    overwrite : bool
-        Replace an existing zarr store at `output`.
-    progress : bool
-        Show a progress bar on stderr.
+    config : ConvertConfig
+        ``input``: any input :func:`~pssr_volume.io.inputs.open_input` accepts (TIFF,
+        TIFF folder, Zarr, OME-Zarr level, N5, ``file.h5:/dataset``, MRC); ``output``:
+        the OME-Zarr to create; ``voxel_size`` overrides the input's metadata (without
+        either, 1 nm is used and a warning is logged); ``chunk_shape`` defaults to up to
+        ``8, 256, 256``; ``levels`` to "until y and x fit in 256".
     log : callable
         Receives human-readable notes and warnings.
 
@@ -120,31 +96,29 @@ def convert(
         For a bad input, option or output (nothing is written then) or a read
         failure (the partial output is removed).
     """
-    _check_options(voxel_size, chunk_shape, levels, ngff_version, compression_level)
-    location = input_location(input)
-    if not location.exists():
-        raise PssrError(f"input not found: {input}")
-    out = Path(output)
+    c = config
+    location = input_location(c.input)
+    out = Path(c.output)
+    vol = open_input(c.input)
     check_paths(location, out)
-    vol = open_input(input)
     if Path(vol.path) != location:  # an OME-Zarr level or N5 s0: its group is the input too
         check_paths(Path(vol.path), out)
     for note in vol.notes:
         log(f"note: {note}")
-    voxel = _voxel_size(voxel_size, vol, log)
-    chunk = _chunk(chunk_shape, vol.shape)
-    pyramid = plan_levels(vol.shape, voxel, levels)
+    voxel = _voxel_size(c.voxel_size, vol, log)
+    chunk = _chunk(c.chunk_shape, vol.shape)
+    pyramid = plan_levels(vol.shape, voxel, c.levels)
     task = _task_shape(vol.shape, chunk, np.dtype(vol.dtype).itemsize)
     stages = plan_stages(pyramid, task, chunk)
-    _check_output(out, overwrite)
+    _check_output(out, c.overwrite)
     settings = {
         "voxel_size_nm": list(voxel),
         "chunk_shape": list(chunk),
         "levels": [{"path": lv.path, "shape": list(lv.shape), "voxel_size_nm": list(lv.voxel_size)}
                    for lv in pyramid],
         "dtype": vol.dtype,
-        "ngff_version": ngff_version,
-        "compression": {"codec": "zstd", "level": compression_level},
+        "ngff_version": c.ngff_version,
+        "compression": {"codec": "zstd", "level": c.compression_level},
     }
     provenance = {
         "software": "pssr-volume",
@@ -156,18 +130,18 @@ def convert(
         "settings": settings,
         "status": "running",
     }
-    if out.exists() and overwrite:
+    if out.exists() and c.overwrite:
         remove_output(out)
     elif out.is_dir():
         out.rmdir()  # empty (anything else was refused above)
     log(f"input   {vol.source}: {vol.kind} {_fmt(vol.shape)} {vol.dtype}, voxel {_fmt(voxel)} nm")
     log(f"output  {out}: {len(pyramid)} levels (to {_fmt(pyramid[-1].shape)}), chunks "
-        f"{_fmt(chunk)}, NGFF {ngff_version}")
+        f"{_fmt(chunk)}, NGFF {c.ngff_version}")
     started = time.perf_counter()
-    create_output(out, pyramid, chunk, vol.dtype, ngff_version, compression_level,
+    create_output(out, pyramid, chunk, vol.dtype, c.ngff_version, c.compression_level,
                   name=_name(vol), provenance=provenance)
     try:
-        n_tasks = _write(vol, out, pyramid, stages, progress)
+        n_tasks = _write(vol, out, pyramid, stages, c.progress)
     except BaseException:
         remove_output(out)
         raise
@@ -188,7 +162,8 @@ def _write(vol: InputVolume, out: Path, pyramid: tuple[Level, ...], stages: Sequ
         for k, region in work:
             st = stages[k]
             if st.source is None:
-                data = vol.read(tuple(slice(a, b) for a, b in region))
+                zs, ys, xs = (slice(a, b) for a, b in region)
+                data = vol.read((zs, ys, xs))
             else:
                 factors = cumulative(pyramid, st.source, st.first)
                 src = parent_region(region, factors, pyramid[st.source].shape)
@@ -212,24 +187,6 @@ def _write_levels(arrays: list[Any], pyramid: tuple[Level, ...], first: int, las
 
 
 # --- options -----------------------------------------------------------------------------
-
-
-def _check_options(voxel_size: Sequence[float] | None, chunk_shape: Sequence[int] | None,
-                   levels: int | None, ngff_version: str, compression_level: int) -> None:
-    if voxel_size is not None and (
-        len(voxel_size) != 3 or not all(0 < float(v) < math.inf for v in voxel_size)
-    ):
-        raise PssrError(f"invalid --voxel-size: expected 3 positive numbers (z, y, x), got "
-                        f"{','.join(map(str, voxel_size))}")
-    if chunk_shape is not None and (len(chunk_shape) != 3 or min(chunk_shape) < 1):
-        raise PssrError(f"invalid --chunk-shape: every entry must be a positive integer, got "
-                        f"{','.join(map(str, chunk_shape))}")
-    if levels is not None and not 1 <= levels <= 16:
-        raise PssrError(f"invalid --levels: expected 1 to 16, got {levels}")
-    if ngff_version not in ("0.4", "0.5"):
-        raise PssrError(f"invalid --ngff-version: expected 0.4 or 0.5, got {ngff_version}")
-    if not 0 <= compression_level <= 22:
-        raise PssrError(f"invalid --compression-level: expected 0 to 22, got {compression_level}")
 
 
 def _voxel_size(given: Sequence[float] | None, vol: InputVolume,

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from pssr_volume.blocks import (
     box_slices,
     padded_read_plan,
 )
-from pssr_volume.errors import PssrError
+from pssr_volume.errors import RunFailed, first_line
 from pssr_volume.intensity import denormalize, normalize
 from pssr_volume.io.ome_zarr import open_level, open_level_readonly
 from pssr_volume.journal import Journal
@@ -64,7 +64,7 @@ def read_tile(job: Job, tile: Box) -> np.ndarray:
     """Read an input box with reflect padding beyond the volume, as float32
     normalised intensities."""
     read, take = padded_read_plan(tile, job.input.shape)
-    data = apply_read_plan(job.input.read(box_slices(read)), take)
+    data = apply_read_plan(job.input.read(cast(tuple[slice, slice, slice], box_slices(read))), take)
     return normalize(data, *job.norm)
 
 
@@ -87,21 +87,6 @@ def predict_block(job: Job, index: Index) -> tuple[Box, np.ndarray]:
     origin = (block.write[0][0], block.tile[1][0] * s, block.tile[2][0] * s)
     box = block.predicted(s, job.grid.out_shape)
     return box, pred[box_slices(box, origin)]
-
-
-def predict_whole(job: Job) -> np.ndarray:
-    """Whole-volume inference in one tile (the reference blockwise output must
-    match): the volume reflect-padded by the halo and up to the grid, restored
-    at once, cropped, rounded. Needs the whole volume in memory."""
-    g = job.grid
-    tile = [(-g.halo[0], g.in_shape[0] + g.halo[0])]
-    for n, h in zip(g.in_shape[1:], g.halo[1:]):
-        tile.append((-h, -(-n // g.grid) * g.grid + h))
-    pred = predict_tile(job, tuple(tile))
-    s = g.scale
-    origin = (0, tile[1][0] * s, tile[2][0] * s)
-    full = tuple((0, n) for n in g.out_shape)
-    return denormalize(pred[box_slices(full, origin)], *job.norm, job.dtype)
 
 
 def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int) -> None:
@@ -138,7 +123,8 @@ def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
     box, pred = predict_block(job, index)
     s = grid.scale
     margin = (grid.halo[1] * s, grid.halo[2] * s)
-    w = block_weights(job.blend, grid.block[1:], grid.out_shape[1:], margin, index[1:], box[1:])
+    w = block_weights(job.blend, grid.block[1:], grid.out_shape[1:], margin, index[1:],
+                      (box[1], box[2]))
     pred = pred * w[None]
     pieces = {}
     for other in grid.neighbours(index, reach(job.blend, grid.block[1:], margin)):
@@ -164,6 +150,7 @@ def blend_write(job: Job, index: Index, sources: Sequence[Index],
             continue
         box = box_intersect(job.grid.block_at(src).predicted(job.grid.scale, job.grid.out_shape),
                             block.write)
+        assert box is not None  # a piece exists only where the two boxes overlap
         total[box_slices(box, origin)] += piece
     return _finish_block(job, index, total)
 
@@ -171,6 +158,7 @@ def blend_write(job: Job, index: Index, sources: Sequence[Index],
 def pyramid_task(job: Job, stage: int, region: Box) -> Box:
     """Later pyramid stage: read the source level, pool, write levels of the stage."""
     st = job.stages[stage]
+    assert st.source is not None  # only stage 0 reads the network; later stages read a level
     src = job.levels[st.source]
     factors = cumulative(job.levels, st.source, st.first)
     parent = parent_region(region, factors, src.shape)
@@ -371,12 +359,10 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
                            f"pyramid level {st.first} at {_fmt_index(tuple(a for a, _ in region))}")
             window.finish()
     except TaskFailed as e:
-        name, text = type(e.error).__name__, str(e.error).strip()
-        msg = f"{name}: {text.splitlines()[0]}" if text else name
         done_now = stats.blocks_skipped + stats.blocks_done
-        raise PssrError(
-            f"{e.label} failed: {msg} ({done_now} of {stats.blocks_total} blocks are done and "
-            "kept; rerun with --resume)"
+        raise RunFailed(
+            f"{e.label} failed: {first_line(e.error)} ({done_now} of {stats.blocks_total} "
+            "blocks are done and kept; rerun with --resume)"
         ) from e
     stats.seconds = time.perf_counter() - t0
     return stats

@@ -1,10 +1,26 @@
-"""The one exception type that reaches users."""
+"""The exceptions that reach users, and the one-line form of any exception."""
+
+from __future__ import annotations
 
 
 class PssrError(Exception):
     """A user-facing error: bad input, bad flag value, incompatible model, existing output.
 
-    The command line prints its message as a single line on stderr and exits
-    non-zero, without a traceback. Messages are complete sentences that name
-    the offending path or value.
+    The command line prints its message as a single line on stderr and exits with
+    :attr:`exit_code`, without a traceback. Messages are complete sentences that
+    name the offending path or value ("input not found: PATH").
     """
+
+    exit_code = 2  # a user error: nothing was wrong with the tool or the data it wrote
+
+
+class RunFailed(PssrError):
+    """Work started and did not finish (a failed task, SIGTERM); finished work is kept."""
+
+    exit_code = 1
+
+
+def first_line(e: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (just the type name when it has none)."""
+    text = (str(e).strip().splitlines() or [""])[0].strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

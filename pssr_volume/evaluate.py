@@ -1,4 +1,4 @@
-"""``pssr-volume evaluate``: the evaluation protocol of DESIGN.md section 8.
+"""``pssr-volume evaluate``: the evaluation protocol of docs/DESIGN.md section 5.
 
 Two kinds of cases:
 
@@ -38,7 +38,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ import zarr
 from scipy import ndimage
 
 from pssr_volume.config import EvaluateConfig, RunConfig
-from pssr_volume.crappify.steps import get_preset
+from pssr_volume.crappify.presets import get_preset
 from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
@@ -95,7 +95,7 @@ def hr_region(shape: tuple[int, int, int], scale: int, z: tuple[int, int] | None
             raise PssrError(f"crop {crop} leaves nothing at scale {scale}")
         a = (lr_n - lr_c) // 2
         out.append(slice(a * scale, (a + lr_c) * scale))
-    return tuple(out)
+    return cast(tuple[slice, slice, slice], tuple(out))  # z plus the two of (y, x)
 
 
 def _safe(name: str) -> str:
@@ -135,8 +135,8 @@ def restore(cfg: EvaluateConfig, lr_path: Path, model: ModelInfo, output: Path
     wall = time.perf_counter() - t0
     vol = open_input(output)
     pred = vol.read((slice(None), slice(None), slice(None)))
-    settings = dict(zarr.open_group(str(output), mode="r").attrs.get("pssr_volume", {})).get(
-        "settings", {})
+    prov = cast(dict[str, Any], zarr.open_group(str(output), mode="r").attrs.get("pssr_volume", {}))
+    settings = dict(prov).get("settings", {})
     return pred, {"seconds": round(stats.seconds, 3), "wall_seconds": round(wall, 3),
                   "out_mpx_per_s": round(stats.mvoxels_per_second, 4),
                   "blocks": stats.blocks_done, "block_shape": settings.get("block_shape"),
@@ -180,8 +180,8 @@ def _load_case(cfg: EvaluateConfig, case: dict[str, Any], scale: int, folder: Pa
                             f"not an LR/HR pair at scale {scale}")
         region = hr_region(hr_vol.shape, scale, cfg.z, cfg.crop)
         hr = hr_vol.read(region)
-        lr = lr_vol.read((region[0], *(slice(r.start // scale, r.stop // scale)
-                                       for r in region[1:])))
+        lr_ys, lr_xs = (slice(r.start // scale, r.stop // scale) for r in region[1:])
+        lr = lr_vol.read((region[0], lr_ys, lr_xs))
         voxel, details = lr_vol.voxel_size, {}
         if hr.dtype != lr.dtype:
             raise PssrError(f"{case['lr']} ({lr.dtype}) and {case['hr']} ({hr.dtype}) differ "
@@ -248,8 +248,8 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
             preds[n], timing[n] = restore(cfg, lr_path, info, folder / f"{_safe(n)}.ome.zarr")
             log(f"{name}: {n} restored at {timing[n]['out_mpx_per_s']:.3f} output Mpx/s")
         scores = {m: volume_metrics(p, hr, rng) for m, p in preds.items()}
-        for m, s in scores.items():
-            log(f"{name}: {m:>12} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}")
+        for method, s in scores.items():
+            log(f"{name}: {method:>12} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}")
         entry = {"name": name, "hr": str(case["hr"]), "lr": str(case["lr"] or lr_path),
                  "preset": case["preset"], "hr_shape": list(hr.shape), "scale": cfg.scale,
                  "dtype": hr.dtype.name, **details, "methods": scores, "engine": timing}

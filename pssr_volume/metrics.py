@@ -1,4 +1,6 @@
-"""Image-quality metrics of the evaluation protocol (DESIGN.md section 8), numpy in, numbers out.
+"""Image-quality metrics of the evaluation protocol (docs/DESIGN.md section 5).
+
+Numpy in, numbers out.
 
 CARE-style normalisation, as PSSR's ``metric_gen.py`` (via ``csbdeep.utils``) does it,
 per 2-D section:

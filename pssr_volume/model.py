@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pydantic import ValidationError
@@ -62,7 +62,8 @@ class ModelInfo:
     @property
     def default_halo(self) -> tuple[int, int]:
         """Input halo (y, x): the receptive field rounded up to the grid."""
-        return tuple(math.ceil(r / self.grid) * self.grid for r in self.receptive_field)
+        ry, rx = (math.ceil(r / self.grid) * self.grid for r in self.receptive_field)
+        return (ry, rx)
 
     @property
     def z_halo(self) -> int:
@@ -109,7 +110,7 @@ def model_info(path: str | Path) -> ModelInfo:
         sha256=file_sha256(path),
         config=config,
         receptive_field=receptive_field_of(config.model_dump_json()),
-        grid=module.downsampling,
+        grid=cast(int, module.downsampling),  # every registered network declares it
         global_context=bool(getattr(module, "global_context", False)),
     )
 
@@ -130,7 +131,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, nn.M
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iter
         module.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as e:
-        msg = str(e).strip().splitlines()[0]
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise PssrError(f"{path}: weights do not match architecture: {msg}") from None
     return config, module.to(device).eval()
 

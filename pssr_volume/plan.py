@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, Shape3, check_chunking, default_chunk
-from pssr_volume.config import RunConfig
+from pssr_volume.config import BlendMode, RunConfig
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
@@ -27,6 +26,9 @@ from pssr_volume.io.ome_zarr import check_paths, is_zarr_store, read_provenance
 from pssr_volume.model import ModelInfo, describe, model_info
 from pssr_volume.models import bundled_model_path
 from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages
+
+if TYPE_CHECKING:
+    from pssr_volume.cluster.executors import ClusterSpec
 
 # Large blocks keep the halo's share small: with a 28-pixel halo a 4096-pixel block (1024
 # input pixels) computes 1.11x its own area, a 1024-pixel block 1.49x (docs/PERFORMANCE.md).
@@ -46,7 +48,7 @@ class Job:
     batch_size: int
     threads: int
     grid: BlockGrid
-    blend: str
+    blend: BlendMode
     norm: tuple[float, float]
     levels: tuple[Level, ...]
     stages: tuple[Stage, ...]
@@ -105,7 +107,8 @@ def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
     if config.halo is None:
         halo_yx = model.default_halo
     else:
-        halo_yx = tuple(_round_up(h, grid) for h in config.halo)
+        hy, hx = (_round_up(h, grid) for h in config.halo)
+        halo_yx = (hy, hx)
         if halo_yx != tuple(config.halo):
             notes.append(f"halo rounded up to the network grid ({grid}): "
                          f"{halo_yx[0]},{halo_yx[1]}")
@@ -130,8 +133,12 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def make_plan(config: RunConfig, threads: int = 0) -> Plan:
+def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     """Validate ``config`` and derive everything a run needs (writes nothing).
+
+    The job's device and torch threads come from ``cluster``, what
+    :func:`~pssr_volume.cluster.executors.check_cluster` resolved; without it,
+    the device is chosen here and torch keeps its default thread count.
 
     Raises
     ------
@@ -161,7 +168,12 @@ def make_plan(config: RunConfig, threads: int = 0) -> Plan:
     if norm_cfg.mode == "percentile":
         sample = sample_volume(volume.read, volume.shape)
     norm = intensity_range(norm_cfg, sample)
-    device = choose_device(config.device, config.cluster)
+    if cluster is None:
+        device, threads = choose_device(config.device, config.cluster), 0
+    else:
+        device, threads = cluster.device, cluster.threads
+        if cluster.profile is not None and config.device is None:
+            config = config.model_copy(update={"device": device})  # the profile's, as given
     settings = {
         "model_sha256": model.sha256,
         "input": {"path": volume.path, "array": volume.array_path,
@@ -217,8 +229,3 @@ def check_output(plan: Plan) -> None:
     if prov["fingerprint"] != plan.fingerprint:
         changes = "; ".join(_diff(prov.get("settings", {}), plan.settings)) or "unknown"
         raise PssrError(f"cannot resume {out}: settings differ from the first run ({changes})")
-
-
-def default_workers(device: str) -> int:
-    """Workers for a local cluster: one per GPU device, else up to 4 CPU workers."""
-    return 1 if device == "cuda" else max(1, min(4, os.cpu_count() or 1))

@@ -7,7 +7,6 @@ algorithms and no TF32, so a recomputed block gives the same bytes.
 
 from __future__ import annotations
 
-import collections
 import functools
 import threading
 
@@ -17,7 +16,6 @@ import torch
 from pssr_volume.model import load_model
 
 _LOCK = threading.Lock()
-LOADS: collections.Counter[str] = collections.Counter()  # loads per model sha256, this process
 
 
 class Predictor:
@@ -30,7 +28,7 @@ class Predictor:
     device : str
         ``"cpu"`` or ``"cuda"`` (or ``"cuda:N"``).
     sha256 : str
-        The file's hash, for the load counter.
+        The file's hash (part of the cache key of :func:`get_predictor`).
     """
 
     def __init__(self, model_path: str, device: str = "cpu", sha256: str = ""):
@@ -41,9 +39,9 @@ class Predictor:
             torch.backends.cudnn.allow_tf32 = False
         self.config, module = load_model(model_path, device)
         # channels-last convolutions: ~1.5x faster on CPU (oneDNN), preferred by cuDNN
-        self.module = module.to(memory_format=torch.channels_last)
+        # torch's stubs omit Module.to(memory_format=...), which torch accepts at runtime
+        self.module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.device = torch.device(device)
-        LOADS[sha256] += 1
 
     @torch.inference_mode()
     def __call__(self, tiles: np.ndarray, batch_size: int = 8) -> np.ndarray:

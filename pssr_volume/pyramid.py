@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Shape3 = tuple[int, int, int]
+from pssr_volume.types import Shape3
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,15 @@ def plan_levels(shape: Shape3, voxel_size: tuple[float, float, float], n_levels:
         vz, vy, vx = prev.voxel_size
         fz = 2 if prev.shape[0] > 1 and vz < math.sqrt(2) * vy else 1
         factors = (fz, 2, 2)
+        nz, ny, nx = (math.ceil(n / f) for n, f in zip(prev.shape, factors))
+        tz, ty, tx = (t + (f - 1) * v / 2
+                      for t, f, v in zip(prev.translation, factors, prev.voxel_size))
         levels.append(Level(
             str(len(levels)),
-            tuple(math.ceil(n / f) for n, f in zip(prev.shape, factors)),
+            (nz, ny, nx),
             (vz * fz, vy * 2, vx * 2),
             factors,
-            tuple(t + (f - 1) * v / 2
-                  for t, f, v in zip(prev.translation, factors, prev.voxel_size)),
+            (tz, ty, tx),
         ))
     return tuple(levels)
 
@@ -96,7 +98,7 @@ def cumulative(levels: tuple[Level, ...], start: int, stop: int) -> Shape3:
     f = [1, 1, 1]
     for lv in levels[start + 1 : stop + 1]:
         f = [a * b for a, b in zip(f, lv.factors)]
-    return tuple(f)
+    return (f[0], f[1], f[2])
 
 
 def cascade_end(levels: tuple[Level, ...], level: int, task: Shape3, chunk: Shape3) -> int:

@@ -9,7 +9,6 @@ The library entry point behind the command line::
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from collections.abc import Callable
 from pathlib import Path
@@ -99,21 +98,19 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunSt
         For any user error (nothing is written then) or a failed task
         (finished blocks are kept; ``--resume`` completes the run).
     """
-    config = check_cluster(config)  # profile, GPU, SLURM: fail before any work
-    plan = make_plan(config)
-    with open_executor(config.cluster, config.workers, plan.job.device,
-                       str(config.profile) if config.profile else None) as ex:
-        prepare_output(plan, ex.torch_threads)
+    cluster = check_cluster(config)  # profile, GPU, SLURM: fail before any work
+    plan = make_plan(config, cluster)
+    with open_executor(cluster) as ex:
+        prepare_output(plan, cluster.threads)
         for note in plan.notes:
             log(f"note: {note}")
         for line in summary(plan):
             log(line)
-        job = dataclasses.replace(plan.job, threads=ex.torch_threads)
         if ex.dashboard:
             log(f"cluster {config.cluster}: {ex.n_workers} worker(s), dashboard {ex.dashboard}")
         bar = _Bar(config.progress)
         try:
-            stats = execute(job, ex, bar)
+            stats = execute(plan.job, ex, bar)
         finally:
             bar.close()
     update_provenance(config.output, status="complete",

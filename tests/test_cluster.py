@@ -14,8 +14,8 @@ import pytest
 import zarr
 from conftest import digest, em_like, write_tiff
 
-from pssr_volume.cluster.executors import slurm_cluster_kwargs
 from pssr_volume.cluster.profile import load_profile
+from pssr_volume.cluster.slurm import slurm_cluster_kwargs
 from pssr_volume.device import gpu_count
 from pssr_volume.errors import PssrError
 

@@ -15,6 +15,7 @@ from conftest import SHARED_DATA, digest, em_like, needs_shared, write_tiff
 from test_io_formats import write_h5, write_mrc, write_n5
 
 import pssr_volume.convert as convert_module
+from pssr_volume.config import ConvertConfig
 from pssr_volume.convert import convert
 from pssr_volume.pyramid import downsample, plan_levels
 
@@ -95,8 +96,8 @@ def test_pyramid_and_chunks_match_run_layout(tmp_path, monkeypatch):
     data = em_like((5, 100, 90), seed=3)
     source = write_h5(tmp_path / "v.h5", data, "/raw", resolution=[20.0, 8.0, 8.0])
     monkeypatch.setattr(convert_module, "TASK_BYTES", 8 * 2 * 32 * 32)  # 1-chunk tasks
-    stats = convert(source, tmp_path / "o.ome.zarr", chunk_shape=(2, 32, 32), levels=4,
-                    progress=False)
+    stats = convert(ConvertConfig(input=source, output=tmp_path / "o.ome.zarr",
+                                  chunk_shape=(2, 32, 32), levels=4, progress=False))
     out = tmp_path / "o.ome.zarr"
     levels = plan_levels((5, 100, 90), (20.0, 8.0, 8.0), 4)  # the pyramid `run` writes
     assert stats.levels == 4 and stats.tasks > 30
@@ -118,8 +119,8 @@ def test_memory_stays_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(convert_module, "TASK_BYTES", 2 << 20)
     tracemalloc.start()
     try:
-        convert(tmp_path / "big.zarr", tmp_path / "o.ome.zarr", voxel_size=(8, 8, 8),
-                chunk_shape=(4, 128, 128), progress=False)
+        convert(ConvertConfig(input=tmp_path / "big.zarr", output=tmp_path / "o.ome.zarr",
+                              voxel_size=(8, 8, 8), chunk_shape=(4, 128, 128), progress=False))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -174,7 +175,7 @@ def test_convert_errors_are_one_line_and_write_nothing(tmp_path, cli, case):
     folder.mkdir()
     tifffile.imwrite(folder / "0.tif", em_like((1, 8, 8))[0])
     exists = tmp_path / "exists.ome.zarr"
-    convert(inp, exists, progress=False)
+    convert(ConvertConfig(input=inp, output=exists, progress=False))
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("keep")

@@ -8,18 +8,15 @@ import numpy as np
 import pytest
 from skimage.transform import rescale
 
+from pssr_volume.crappify.pipeline import Pipeline, crop_to_multiple
+from pssr_volume.crappify.presets import PRESETS, get_preset, random_pipeline
 from pssr_volume.crappify.steps import (
-    PRESETS,
     Blur,
     Downsample,
     GaussianNoise,
     LocalVarNoise,
-    Pipeline,
     PoissonNoise,
     SaltPepper,
-    crop_to_multiple,
-    get_preset,
-    random_pipeline,
     step_from_dict,
 )
 

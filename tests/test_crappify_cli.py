@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from conftest import em_like, write_tiff
 
-from pssr_volume.crappify.steps import get_preset
+from pssr_volume.crappify.presets import get_preset
 from pssr_volume.io.inputs import open_input
 
 ALL = (slice(None), slice(None), slice(None))

@@ -18,7 +18,8 @@ import tifffile
 import zarr
 
 from pssr_volume.errors import PssrError
-from pssr_volume.io.inputs import InputVolume, _natural_key, clear_handle_cache, open_input
+from pssr_volume.io.inputs import InputVolume, clear_handle_cache, open_input
+from pssr_volume.io.tiff import natural_key
 
 SHARED = Path("/work/shared/data")
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="/work/shared/data is missing")
@@ -215,7 +216,7 @@ def test_folder_natural_sort_and_filtering(tmp_path: Path) -> None:
 
 def test_natural_key() -> None:
     names = ["slice_10.tif", "slice_2.tif", "Slice_1.tif", "a10b2.tif", "a10b10.tif", "a2.tif"]
-    assert sorted(names, key=_natural_key) == [
+    assert sorted(names, key=natural_key) == [
         "a2.tif",
         "a10b2.tif",
         "a10b10.tif",
@@ -494,7 +495,7 @@ def _make_bad_input(root: Path, case: str) -> Path:
 @pytest.mark.parametrize(
     ("case", "word"),
     [
-        ("missing", "does not exist"),
+        ("missing", "not found"),
         ("garbage", "not a valid TIFF"),
         ("empty-file", "not a valid TIFF"),
         ("truncated", "truncated"),

@@ -12,6 +12,7 @@ import zarr
 from conftest import em_like, write_tiff
 from neuroglancer_viewer import NeuroglancerBrowser, serve_directory
 
+from pssr_volume.config import ConvertConfig
 from pssr_volume.convert import convert
 
 SIZE = (256, 192)  # screenshot (width, height): the whole level-0 section at zoom 1
@@ -38,7 +39,8 @@ def test_neuroglancer_renders_the_restored_volume(tmp_path, cli, models, schedul
     code, _, err = cli("run", inp, tmp_path / "restored.ome.zarr", "--model", models["fast"],
                        "--cluster", scheduler, "--no-progress", "--levels", "2")
     assert code == 0, err
-    convert(inp, tmp_path / "input-v2.ome.zarr", ngff_version="0.4", progress=False)
+    convert(ConvertConfig(input=inp, output=tmp_path / "input-v2.ome.zarr", ngff_version="0.4",
+                          progress=False))
     restored = zarr.open_array(str(tmp_path / "restored.ome.zarr" / "0"), mode="r")[...]
     assert restored.shape == (2, 192, 256)
     with serve_directory(tmp_path) as base, NeuroglancerBrowser() as ng:

@@ -8,9 +8,9 @@ import torch
 import zarr
 from conftest import assert_radius_is_exact, em_like, write_tiff
 from torch import nn
+from whole_volume import predict_whole
 
 from pssr_volume.config import ModelConfig, RunConfig
-from pssr_volume.engine import predict_whole
 from pssr_volume.errors import PssrError
 from pssr_volume.model import describe, load_model, model_info, save_model
 from pssr_volume.nets.fast import FastUNet

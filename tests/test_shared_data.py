@@ -13,7 +13,7 @@ import zarr
 from conftest import SHARED_DATA, needs_shared, write_tiff
 from scipy import ndimage
 
-from pssr_volume.crappify.steps import get_preset
+from pssr_volume.crappify.presets import get_preset
 from pssr_volume.metrics import volume_metrics
 from pssr_volume.models import bundled_model_path
 

@@ -110,7 +110,7 @@ def json_ok(path):
 def test_amp_only_on_cuda():
     import torch
 
-    from pssr_volume.train import amp_dtype
+    from pssr_volume.train.amp import amp_dtype
 
     assert amp_dtype("auto", "cpu") is None and amp_dtype("bf16", "cpu") is None
     assert amp_dtype("off", "cuda") is None
@@ -121,7 +121,7 @@ def test_amp_only_on_cuda():
 def test_batches_from_worker_processes_equal_in_process_batches(tmp_path):
     import torch
 
-    from pssr_volume.train import Sampler, batches, open_sources
+    from pssr_volume.train.data import Sampler, batches, open_sources
 
     cfg = _tiny_config(tmp_path, tmp_path / "o", batch_size=2)
     sampler = Sampler(open_sources(cfg.inputs, cfg.val_fraction, cfg.tile), cfg)
@@ -139,7 +139,7 @@ def test_training_ssim_is_the_evaluation_ssim():
     import torch
 
     from pssr_volume.metrics import ssim
-    from pssr_volume.train import ssim_torch
+    from pssr_volume.train.losses import ssim_torch
 
     rng = np.random.default_rng(0)
     a = rng.random((40, 52))

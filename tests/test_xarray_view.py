@@ -12,6 +12,7 @@ import zarr
 from conftest import em_like, write_tiff
 
 import pssr_volume
+from pssr_volume.config import ConvertConfig
 from pssr_volume.convert import convert
 from pssr_volume.errors import PssrError
 
@@ -70,8 +71,8 @@ def test_scale_translation_and_units(tmp_path, zarr_format):
 
 def test_converted_2d_image_and_unknown_units(tmp_path):
     data = em_like((1, 12, 10))
-    convert(write_tiff(tmp_path / "i.tif", data, voxel=None), tmp_path / "i.ome.zarr",
-            voxel_size=(1, 5, 5), progress=False)
+    convert(ConvertConfig(input=write_tiff(tmp_path / "i.tif", data, voxel=None),
+                          output=tmp_path / "i.ome.zarr", voxel_size=(1, 5, 5), progress=False))
     image = pssr_volume.open_ome_zarr(tmp_path / "i.ome.zarr")
     assert image.shape == (1, 12, 10) and image.attrs["pssr_volume"]["operation"] == "convert"
     np.testing.assert_allclose(image.x.values, 5.0 * np.arange(10))

@@ -1,8 +1,13 @@
-"""Clusters: the only module that imports ``dask.distributed`` (and, lazily,
-``dask_cuda`` and ``dask_jobqueue``).
+"""Clusters: where blocks run. With :mod:`pssr_volume.cluster.slurm`, the only
+modules that import ``dask.distributed`` (and, lazily, ``dask_cuda`` and
+``dask_jobqueue``).
 
-:func:`open_executor` turns a ``--cluster`` value into an executor the block
-engine submits tasks to:
+:func:`check_cluster` checks the cluster settings of a run before any work
+(profile, GPU, SLURM commands) and resolves them into one :class:`ClusterSpec`:
+the parsed profile, the device, the torch threads and the workers. The plan
+(:func:`pssr_volume.plan.make_plan`) takes its device and threads from it, and
+:func:`open_executor` starts the cluster it names and yields an executor the
+block engine submits tasks to:
 
 ``local``
     A dask.distributed ``LocalCluster`` of worker processes (the default).
@@ -12,14 +17,12 @@ engine submits tasks to:
 ``slurm``
     dask-jobqueue's ``SLURMCluster``: worker processes in SLURM jobs described
     by a profile (``--profile FILE``, see :mod:`pssr_volume.cluster.profile` and
-    ``workflows/profiles/``). The scheduler runs in this process.
+    ``workflows/profiles/``), started by :mod:`pssr_volume.cluster.slurm`. The
+    scheduler runs in this process.
 ``tcp://HOST:PORT``
     An existing scheduler, e.g. one started by ``dask scheduler`` on a cluster.
 ``sync``
     Everything in this process, one task at a time (debugging, profiling).
-
-:func:`check_cluster` checks the cluster settings of a run before any work
-(profile, GPU, SLURM commands) and fills in the device a cluster implies.
 
 Faults: a task whose worker dies is rescheduled by Dask; a task that raises is
 retried twice. SLURM worker jobs that end (walltime, preemption, a node
@@ -34,25 +37,20 @@ import collections
 import contextlib
 import logging
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pssr_volume.cluster.profile import SlurmProfile, load_profile
+from pssr_volume.cluster.slurm import _require_sbatch, start_slurm
 from pssr_volume.config import RunConfig
-from pssr_volume.device import gpu_count
-from pssr_volume.errors import PssrError
+from pssr_volume.device import choose_device, gpu_count
+from pssr_volume.errors import PssrError, RunFailed, first_line
 
-_ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
-          "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
 CUDA_EXTRA_HINT = 'pip install "pssr-volume[cuda]"'
-REPLACE_INTERVAL_S = 30.0  # how often ended SLURM jobs are looked for and replaced
 
 
 class DaskExecutor:
@@ -64,9 +62,8 @@ class DaskExecutor:
     enough tasks are queued for all of them.
     """
 
-    def __init__(self, client: Any, torch_threads: int = 0, retries: int = 2,
-                 planned_workers: int = 0):
-        self.client, self.torch_threads, self.retries = client, torch_threads, retries
+    def __init__(self, client: Any, retries: int = 2, planned_workers: int = 0):
+        self.client, self.retries = client, retries
         self.planned_workers = planned_workers
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None) -> Any:
@@ -117,7 +114,6 @@ class _Queue:
 class SerialExecutor:
     """Run each task immediately in this process (no Dask): ``--cluster sync``."""
 
-    torch_threads = 0
     dashboard = None
     n_workers = 1
 
@@ -138,19 +134,47 @@ class SerialExecutor:
 # --------------------------------------------------------------------------- checks
 
 
+@dataclass(frozen=True)
+class ClusterSpec:
+    """The cluster settings of a run, checked and resolved once by :func:`check_cluster`.
+
+    Attributes
+    ----------
+    cluster : str
+        ``local``, ``cuda``, ``slurm``, ``sync`` or ``tcp://HOST:PORT``.
+    profile : SlurmProfile or None
+        The parsed ``--profile`` (``slurm`` only).
+    profile_path : Path or None
+        Its file, named in error messages.
+    device : str
+        The device the workers compute on: ``--device``, else the profile's
+        device for ``slurm``, else the best one (see :func:`~pssr_volume.device.choose_device`).
+    threads : int
+        Torch threads per worker process: the cores shared by the workers of a
+        ``local`` cluster or a SLURM job; 0 leaves torch's default (``sync``,
+        ``cuda`` and ``tcp://``).
+    workers : int or None
+        Worker processes: ``--workers``, else one per GPU or up to 4 on a
+        ``local`` cluster; 1 for ``sync``; None lets the cluster decide (one per
+        GPU for ``cuda``, the profile's jobs for ``slurm``, the scheduler's for
+        ``tcp://``).
+    """
+
+    cluster: str
+    profile: SlurmProfile | None
+    profile_path: Path | None
+    device: str
+    threads: int
+    workers: int | None
+
+
 def _require_gpu(what: str) -> None:
     if gpu_count() == 0:
         raise PssrError(f"{what} needs a CUDA GPU, and none is visible here "
                         "(use --cluster local --device cpu, or run on a GPU node)")
 
 
-def _require_sbatch() -> None:
-    if shutil.which("sbatch") is None:
-        raise PssrError("--cluster slurm needs the SLURM commands (sbatch) on PATH: run on a "
-                        "login node or inside a job (see workflows/slurm/run.sbatch)")
-
-
-def check_cluster(config: RunConfig) -> RunConfig:
+def check_cluster(config: RunConfig) -> ClusterSpec:
     """Check the cluster settings of a run before any work is done.
 
     Loads and validates the ``--profile`` of ``--cluster slurm`` and makes its
@@ -160,15 +184,17 @@ def check_cluster(config: RunConfig) -> RunConfig:
 
     Returns
     -------
-    RunConfig
-        ``config``, with ``device`` filled in from the profile when it was not given.
+    ClusterSpec
+        The resolved settings: profile, device, torch threads and workers.
 
     Raises
     ------
     PssrError
         One line naming the problem (exit status 2 on the command line).
     """
-    cluster = config.cluster
+    device: str | None  # --device, else the profile's device (any torch device string)
+    cluster, device, workers = config.cluster, config.device, config.workers
+    profile, threads = None, 0
     if config.profile is not None and cluster != "slurm":
         raise PssrError(f"--profile is only used with --cluster slurm, not --cluster {cluster}")
     if cluster == "slurm":
@@ -177,17 +203,34 @@ def check_cluster(config: RunConfig) -> RunConfig:
                             "workflows/profiles/cpu.yaml and gpu.yaml)")
         profile = load_profile(config.profile)
         _require_sbatch()
-        if config.device is None:
-            config = config.model_copy(update={"device": profile.device})
+        device, threads = device or profile.device, profile.threads
     elif cluster == "cuda":
         _require_gpu("--cluster cuda")
         try:
             import dask_cuda  # noqa: F401
         except ImportError:
             raise PssrError(f"--cluster cuda needs dask-cuda: {CUDA_EXTRA_HINT}") from None
-    elif cluster in ("local", "sync") and config.device == "cuda":
+    elif cluster in ("local", "sync") and device == "cuda":
         _require_gpu("--device cuda")
-    return config
+    elif not (cluster in ("local", "sync") or _is_address(cluster)):
+        raise _unknown(cluster)
+    device = choose_device(device, cluster)
+    if cluster == "local":
+        cores = os.cpu_count() or 1
+        workers = workers or (1 if device == "cuda" else max(1, min(4, cores)))
+        threads = max(1, cores // workers)
+    elif cluster == "sync":
+        workers = 1
+    return ClusterSpec(cluster, profile, config.profile, device, threads, workers)
+
+
+def _is_address(cluster: str) -> bool:
+    return cluster.startswith("tcp://") and len(cluster) > len("tcp://")
+
+
+def _unknown(cluster: str) -> PssrError:
+    return PssrError(f"unknown --cluster {cluster!r}: use local, cuda, slurm, sync or "
+                     "tcp://HOST:PORT")
 
 
 # --------------------------------------------------------------------------- clusters
@@ -217,7 +260,7 @@ def _cuda(workers: int | None) -> tuple[Any, Any]:
             dashboard_address=":0",
         )
     except Exception as e:  # NVML missing, no GPU visible, driver errors
-        raise PssrError(f"--cluster cuda: no usable GPU ({_first_line(e)})") from None
+        raise PssrError(f"--cluster cuda: no usable GPU ({first_line(e)})") from None
     return cluster, Client(cluster)
 
 
@@ -227,191 +270,7 @@ def _tcp(address: str) -> Any:
     try:
         return Client(address, timeout="10s")
     except (OSError, TimeoutError) as e:
-        raise PssrError(f"cannot reach the scheduler at {address}: {_first_line(e)}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def slurm_cluster_kwargs(profile: SlurmProfile) -> dict[str, Any]:
-    """dask-jobqueue ``SLURMCluster`` arguments for a profile.
-
-    Each worker process runs one task at a time (``cores`` given to Dask is
-    the number of processes); the job reserves ``profile.cores`` CPUs, which
-    the processes share as torch threads.
-    """
-    directives = list(profile.job_extra_directives)
-    if profile.gres():
-        directives.append(f"--gres={profile.gres()}")
-    kwargs: dict[str, Any] = {
-        "queue": profile.partition,
-        "account": profile.account,
-        "cores": profile.processes,
-        "processes": profile.processes,
-        "job_cpu": profile.cores,
-        "memory": profile.memory,
-        "walltime": profile.walltime,
-        "job_name": profile.job_name,
-        "job_extra_directives": directives,
-        "job_directives_skip": list(profile.job_directives_skip),
-        "job_script_prologue": list(profile.job_script_prologue),
-        "worker_extra_args": list(profile.worker_extra_args),
-        "death_timeout": profile.death_timeout,
-        "scheduler_options": {"dashboard_address": profile.dashboard_address},
-        "silence_logs": "error",
-    }
-    optional = {"local_directory": profile.local_directory, "interface": profile.interface,
-                "python": profile.python,
-                "log_directory": profile.log_directory and os.path.expandvars(
-                    os.path.expanduser(profile.log_directory))}
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
-    return kwargs
-
-
-def _sbatch_test_only(script: str, where: str) -> None:
-    """Ask SLURM whether it would accept the worker job (``sbatch --test-only``)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="pssr-worker-") as f:
-        f.write(script)
-        f.flush()
-        try:
-            r = subprocess.run(["sbatch", "--test-only", f.name], capture_output=True,
-                               text=True, timeout=60)
-        except FileNotFoundError:
-            _require_sbatch()
-            raise
-        except subprocess.TimeoutExpired:
-            raise PssrError("sbatch --test-only did not answer within 60 s: is slurmctld "
-                            "reachable?") from None
-    if r.returncode != 0:
-        lines = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
-        errors = [ln for ln in lines if "error" in ln.lower()] or lines or ["no message"]
-        raise PssrError(f"SLURM refuses the worker job of profile {where}: {errors[-1]}")
-
-
-def _job_ids(cluster: Any) -> list[str]:
-    for _ in range(5):  # the cluster's event loop may be changing the dict
-        with contextlib.suppress(RuntimeError):
-            return [j.job_id for j in list(cluster.workers.values()) if j.job_id]
-    return []
-
-
-def _queued(ids: Sequence[str]) -> set[str]:
-    """The jobs of ``ids`` that SLURM still lists as pending or running."""
-    r = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)],
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0 and "Invalid job id" not in r.stderr:
-        raise OSError(f"squeue failed: {r.stderr.strip()}")
-    alive = set()
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1] in _ALIVE:
-            alive.add(parts[0])
-    return alive & set(ids)
-
-
-def _wait_for_first_worker(client: Any, cluster: Any, profile: SlurmProfile,
-                           where: str) -> None:
-    logs = profile.log_directory or "the current directory"
-    deadline = time.monotonic() + profile.startup_timeout
-    while True:
-        if client.scheduler_info().get("workers"):
-            return
-        ids = _job_ids(cluster)
-        try:
-            ended = bool(ids) and len(ids) >= len(cluster.worker_spec) and not _queued(ids)
-        except (OSError, subprocess.SubprocessError):
-            ended = False
-        if ended:
-            raise PssrError(f"the SLURM worker jobs ({', '.join(ids)}) of profile {where} ended "
-                            f"before a worker connected: see their logs in {logs}")
-        if time.monotonic() > deadline:
-            state = f"jobs {', '.join(ids)}" if ids else "no job submitted"
-            raise PssrError(f"no SLURM worker connected within {profile.startup_timeout:g} s "
-                            f"({state}; check `squeue --me` and the worker logs in {logs}; "
-                            "raise startup_timeout in the profile to wait longer)")
-        with contextlib.suppress(TimeoutError, OSError):
-            client.wait_for_workers(1, timeout=2)
-
-
-class _JobKeeper(threading.Thread):
-    """Resubmit SLURM worker jobs that ended (walltime, ``--lifetime``, preemption,
-    node loss) while a run lasts.
-
-    dask-jobqueue does not replace a job that ends on its own. Every
-    ``interval`` seconds this asks ``squeue`` which of the cluster's jobs are
-    gone, forgets them and rescales to the cluster's current plan (on its event
-    loop), which submits replacements. At most ``limit`` jobs are replaced in
-    any 10 minutes, so a job that fails at once is not resubmitted in a loop.
-    """
-
-    def __init__(self, cluster: Any, interval: float, limit: int):
-        super().__init__(name="pssr-slurm-keeper", daemon=True)
-        self.cluster, self.interval, self.limit = cluster, interval, limit
-        self.stopped = threading.Event()
-        self.replaced: list[float] = []  # when each replacement was asked for
-
-    def _top_up(self, gone: set[str]) -> None:
-        if self.stopped.is_set():
-            return
-        for name, job in list(self.cluster.workers.items()):
-            if job.job_id in gone:
-                del self.cluster.workers[name]
-        self.cluster.scale(jobs=len(self.cluster.worker_spec))
-
-    def check(self) -> None:
-        """One round: find ended jobs and ask for replacements."""
-        ids = _job_ids(self.cluster)
-        gone = set(ids) - _queued(ids) if ids else set()
-        missing = len(self.cluster.worker_spec) - (len(self.cluster.workers) - len(gone))
-        now = time.monotonic()
-        self.replaced = [t for t in self.replaced if now - t < 600]
-        if missing <= 0 or len(self.replaced) + missing > self.limit:
-            return
-        self.replaced += [now] * missing
-        self.cluster.loop.add_callback(self._top_up, gone)
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            with contextlib.suppress(Exception):  # squeue hiccups; the loop may be closing
-                self.check()
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-
-def _slurm(profile_path: str, workers: int | None) -> tuple[Any, Any, SlurmProfile]:
-    profile = load_profile(profile_path)
-    _require_sbatch()
-    from dask.distributed import Client
-    from dask_jobqueue import SLURMCluster
-
-    try:
-        cluster = SLURMCluster(**slurm_cluster_kwargs(profile))
-    except Exception as e:  # bad interface, unwritable log directory, ...
-        raise PssrError(f"cannot start a SLURM cluster from profile {profile_path}: "
-                        f"{_first_line(e)}") from None
-    try:
-        _sbatch_test_only(cluster.job_script(), profile_path)
-        client = Client(cluster)
-    except BaseException:
-        cluster.close()
-        raise
-    try:
-        if workers:
-            cluster.scale(n=workers)
-        elif profile.adaptive is not None:
-            cluster.adapt(minimum_jobs=profile.adaptive.minimum,
-                          maximum_jobs=profile.adaptive.maximum)
-        else:
-            cluster.scale(jobs=profile.n_jobs)
-        _wait_for_first_worker(client, cluster, profile, profile_path)
-    except BaseException:
-        client.close()
-        cluster.close()
-        raise
-    return cluster, client, profile
+        raise PssrError(f"cannot reach the scheduler at {address}: {first_line(e)}") from None
 
 
 class _Terminated(BaseException):
@@ -436,7 +295,7 @@ def _sigterm_stops_cleanly() -> Iterator[None]:
     try:
         yield
     except _Terminated as e:
-        raise PssrError("terminated by SIGTERM (job cancelled or out of time): finished blocks "
+        raise RunFailed("terminated by SIGTERM (job cancelled or out of time): finished blocks "
                         "are kept; rerun with --resume") from e
     finally:
         if signal.getsignal(signal.SIGTERM) is handler:
@@ -444,21 +303,15 @@ def _sigterm_stops_cleanly() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_executor(cluster: str, workers: int | None = None, device: str = "cpu",
-                  profile: str | Path | None = None) -> Iterator[Any]:
-    """Start (or connect to) the cluster named by ``--cluster`` and yield an executor.
+def open_executor(spec: ClusterSpec) -> Iterator[Any]:
+    """Start (or connect to) the cluster of a checked run and yield an executor.
 
     Parameters
     ----------
-    cluster : str
-        ``local``, ``cuda``, ``slurm``, ``sync`` or ``tcp://HOST:PORT``.
-    workers : int, optional
-        Worker processes (``local``, ``cuda``; for ``slurm`` it overrides the
-        profile's job count). Default: one per GPU, else up to 4.
-    device : str
-        The run's device; a local cluster for ``cuda`` has one worker.
-    profile : str or Path, optional
-        The SLURM profile (``slurm`` only).
+    spec : ClusterSpec
+        What :func:`check_cluster` resolved: the cluster (``local``, ``cuda``,
+        ``slurm``, ``sync`` or ``tcp://HOST:PORT``), its worker processes (for
+        ``slurm`` they override the profile's job count) and the SLURM profile.
 
     Clusters this function starts are shut down on exit (SLURM jobs are
     cancelled, also on SIGTERM); a ``tcp://`` scheduler is only disconnected from.
@@ -466,40 +319,33 @@ def open_executor(cluster: str, workers: int | None = None, device: str = "cpu",
     Raises
     ------
     PssrError
-        For an unknown cluster, a bad profile, a missing GPU or extra, an
-        unreachable scheduler, or SLURM workers that do not start.
+        For an unknown cluster, a missing GPU or extra, an unreachable
+        scheduler, or SLURM workers that do not start.
     """
-    cores = os.cpu_count() or 1
+    cluster, workers = spec.cluster, spec.workers
     if cluster == "sync":
         yield SerialExecutor()
         return
     with _sigterm_stops_cleanly():
         started: Any = None
-        keeper: _JobKeeper | None = None
+        keeper: Any = None
         planned = 0
         if cluster == "local":
-            n = workers or (1 if device == "cuda" else max(1, min(4, cores)))
-            started, client = _local(n)
-            threads = max(1, cores // n)
+            started, client = _local(workers or 1)
         elif cluster == "cuda":
             started, client = _cuda(workers)
-            threads = 0
-        elif cluster.startswith("tcp://") and len(cluster) > len("tcp://"):
-            client, threads = _tcp(cluster), 0
+        elif _is_address(cluster):
+            client = _tcp(cluster)
         elif cluster == "slurm":
-            if profile is None:
+            if spec.profile is None:
                 raise PssrError("--cluster slurm needs --profile FILE")
-            started, client, prof = _slurm(str(profile), workers)
-            threads, planned = prof.threads, workers or prof.max_workers
-            max_jobs = -(-planned // prof.processes)
-            keeper = _JobKeeper(started, REPLACE_INTERVAL_S, limit=2 * max_jobs)
-            keeper.start()
+            started, client, keeper = start_slurm(spec.profile, spec.profile_path or "",
+                                                  workers)
+            planned = workers or spec.profile.max_workers
         else:
-            raise PssrError(
-                f"unknown --cluster {cluster!r}: use local, cuda, slurm, sync or tcp://HOST:PORT"
-            )
+            raise _unknown(cluster)
         try:
-            yield DaskExecutor(client, torch_threads=threads, planned_workers=planned)
+            yield DaskExecutor(client, planned_workers=planned)
         finally:
             if keeper is not None:
                 keeper.stop()

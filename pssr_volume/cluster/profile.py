@@ -7,8 +7,8 @@ any work: an unknown key or a bad value is refused with the key named, e.g.
 ``profile gpu.yaml: unknown key 'partiton' (did you mean 'partition'?)``.
 
 Examples with every key explained are in ``workflows/profiles/``. This module
-only reads and checks files; :mod:`pssr_volume.cluster` turns a profile into a
-running cluster.
+only reads and checks files; :mod:`pssr_volume.cluster.slurm` turns a profile
+into running worker jobs.
 """
 
 from __future__ import annotations

@@ -11,19 +11,10 @@ Conventions
   ``np.random.Generator`` stream in z order. The generator is always passed in explicitly.
 - Outputs are float32. Noise steps clip to [0, 1].
 - ``Downsample`` needs y and x to be multiples of its factor (use :func:`crop_to_multiple`).
-
-Presets (DESIGN.md section 7; ``shared/notes/pssr_method.md`` section 1):
-
-- ``pssr-em``: local-variance Gaussian noise on the HR grid (variance 0.05 x Gaussian-blurred
-  (sigma 3 px) image), then bilinear 1/scale (PSSR ``em_AG_D_sameas_preprint``);
-- ``pssr-fluo``: local-variance noise 0.5 x blurred (sigma 5 px), 0.5 % salt, 0.5 % pepper, then
-  bilinear 1/scale (PSSR ``new_crap_AG_SP``, without its renormalise-by-max step);
-- ``pssr2``: bilinear 1/scale first, then Poisson noise with 8-bit values as counts (PSSR2).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -33,18 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from scipy import ndimage
 
 __all__ = [
-    "PRESETS",
     "Blur",
     "Downsample",
     "GaussianNoise",
     "LocalVarNoise",
-    "Pipeline",
     "PoissonNoise",
     "SaltPepper",
     "Step",
-    "crop_to_multiple",
-    "get_preset",
-    "random_pipeline",
     "step_from_dict",
 ]
 
@@ -52,7 +38,7 @@ FloatImage = NDArray[np.float32]
 DownsampleMethod = Literal["bilinear", "area", "bicubic"]
 
 
-def _as_image(img: ArrayLike) -> FloatImage:
+def as_image(img: ArrayLike) -> FloatImage:
     """Return ``img`` as float32 (y, x) or (z, y, x), or raise ValueError."""
     arr = np.asarray(img, dtype=np.float32)
     if arr.ndim not in (2, 3):
@@ -60,9 +46,9 @@ def _as_image(img: ArrayLike) -> FloatImage:
     return arr
 
 
-def _per_slice(img: ArrayLike, fn: Callable[[FloatImage], FloatImage]) -> FloatImage:
+def per_slice(img: ArrayLike, fn: Callable[[FloatImage], FloatImage]) -> FloatImage:
     """Apply a 2-D function to an image, or to each z slice of a stack in order."""
-    arr = _as_image(img)
+    arr = as_image(img)
     if arr.ndim == 2:
         return np.asarray(fn(arr), dtype=np.float32)
     return np.stack([np.asarray(fn(s), dtype=np.float32) for s in arr])
@@ -72,7 +58,7 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-class _Data(BaseModel):
+class Data(BaseModel):
     """Frozen, strict model whose fields may also be given positionally, in declaration order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -92,7 +78,7 @@ class _Data(BaseModel):
         return self.model_dump(mode="json")
 
 
-class _Step(_Data):
+class _Step(Data):
     """Base class of the degradation steps."""
 
     def apply(self, img: ArrayLike, rng: np.random.Generator) -> FloatImage:
@@ -110,7 +96,7 @@ class _Step(_Data):
         numpy.ndarray
             float32 image; noise steps clip it to [0, 1].
         """
-        return _per_slice(img, lambda s: self._apply2d(s, rng))
+        return per_slice(img, lambda s: self._apply2d(s, rng))
 
     def _apply2d(self, img: FloatImage, rng: np.random.Generator) -> FloatImage:
         raise NotImplementedError
@@ -273,176 +259,3 @@ def step_from_dict(data: dict[str, Any]) -> Step:
     """Rebuild a step from its ``to_dict()`` output (its ``kind`` picks the class)."""
     step: Step = _STEP_ADAPTER.validate_python(data)
     return step
-
-
-class Pipeline(_Data):
-    """An ordered, seeded chain of degradation steps.
-
-    Parameters
-    ----------
-    steps : tuple of Step
-        Applied in order to each (y, x) slice.
-    name : str
-        Label for provenance (preset name, ``"random"``, or empty).
-    """
-
-    steps: tuple[Step, ...]
-    name: str = ""
-
-    def __call__(self, img: ArrayLike, rng: np.random.Generator) -> FloatImage:
-        """Degrade an image with every step, in order.
-
-        A stack is processed slice by slice: slice 0 through all steps, then slice 1, and so
-        on, all drawing from ``rng``.
-
-        Parameters
-        ----------
-        img : array_like
-            Floats in [0, 1], shape (y, x) or (z, y, x); y and x multiples of :attr:`scale`.
-        rng : numpy.random.Generator
-            Source of all randomness; the same generator state gives the same bytes.
-
-        Returns
-        -------
-        numpy.ndarray
-            float32, shape (y/scale, x/scale) or (z, y/scale, x/scale).
-        """
-
-        def run(s: FloatImage) -> FloatImage:
-            for step in self.steps:
-                s = step._apply2d(s, rng).astype(np.float32, copy=False)
-            return s
-
-        return _per_slice(img, run)
-
-    @property
-    def scale(self) -> int:
-        """Total downsampling factor in y and x (product of the Downsample factors)."""
-        return math.prod(s.factor for s in self.steps if isinstance(s, Downsample))
-
-    def describe(self) -> str:
-        """Multi-line, numbered description of the steps in order."""
-        head = f"{self.name or 'crappifier'} (x{self.scale}):"
-        lines = [f"  {i}. {s.describe()}" for i, s in enumerate(self.steps, 1)]
-        return "\n".join([head, *lines])
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Pipeline:
-        """Rebuild a pipeline from :meth:`to_dict` output."""
-        return cls.model_validate(data)
-
-    def to_json(self) -> str:
-        """JSON text of :meth:`to_dict`."""
-        return self.model_dump_json(indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> Pipeline:
-        """Rebuild a pipeline from :meth:`to_json` output."""
-        return cls.model_validate_json(text)
-
-
-def crop_to_multiple(img: ArrayLike, factor: int) -> NDArray[Any]:
-    """Drop the trailing rows and columns so that y and x are multiples of ``factor``.
-
-    Works on (y, x) and (z, y, x) arrays (the last two axes); returns a view, dtype kept.
-    """
-    if factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor}")
-    arr = np.asarray(img)
-    h, w = arr.shape[-2:]
-    return arr[..., : h - h % factor, : w - w % factor]
-
-
-def _pssr_em(scale: int) -> Pipeline:
-    return Pipeline((LocalVarNoise(0.05, 3.0), Downsample(scale, "bilinear")), name="pssr-em")
-
-
-def _pssr_fluo(scale: int) -> Pipeline:
-    steps = (LocalVarNoise(0.5, 5.0), SaltPepper(0.005, 0.005), Downsample(scale, "bilinear"))
-    return Pipeline(steps, name="pssr-fluo")
-
-
-def _pssr2(scale: int) -> Pipeline:
-    return Pipeline((Downsample(scale, "bilinear"), PoissonNoise(255.0)), name="pssr2")
-
-
-_PRESET_BUILDERS: dict[str, Callable[[int], Pipeline]] = {
-    "pssr-em": _pssr_em,
-    "pssr-fluo": _pssr_fluo,
-    "pssr2": _pssr2,
-}
-
-PRESETS: dict[str, Pipeline] = {name: build(4) for name, build in _PRESET_BUILDERS.items()}
-"""The presets at the PSSR scale (x4), by name."""
-
-
-def get_preset(name: str, scale: int = 4) -> Pipeline:
-    """Return a named preset pipeline at ``scale``. Their steps, in order:
-
-    ``pssr-em`` (PSSR's EM crappifier)
-        1. ``LocalVarNoise(0.05, 3.0)``: variance 0.05 x Gaussian-blurred (sigma 3 px) image;
-        2. ``Downsample(scale, "bilinear")``.
-    ``pssr-fluo`` (PSSR's fluorescence crappifier)
-        1. ``LocalVarNoise(0.5, 5.0)``;
-        2. ``SaltPepper(0.005, 0.005)``;
-        3. ``Downsample(scale, "bilinear")``.
-    ``pssr2`` (PSSR2's default)
-        1. ``Downsample(scale, "bilinear")``;
-        2. ``PoissonNoise(255.0)``: the LR image in 8-bit units taken as counts.
-
-    Raises
-    ------
-    ValueError
-        For an unknown name (the message lists the known ones).
-    """
-    if name not in _PRESET_BUILDERS:
-        known = ", ".join(sorted(_PRESET_BUILDERS))
-        raise ValueError(f"unknown crappifier preset {name!r}; known presets: {known}")
-    return _PRESET_BUILDERS[name](scale)
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(f"{math.exp(rng.uniform(math.log(low), math.log(high))):.4g}")
-
-
-def random_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
-    """Draw a training degradation from a mix of PSSR- and PSSR2-like crappifiers.
-
-    The draws, in order (all from ``rng``, so the same generator state gives the same pipeline):
-
-    1. with probability 0.5, a mild ``Blur`` first, sigma ~ U(0.3, 1.0) HR px;
-    2. the downsampling method: ``"bilinear"`` (p = 0.75) or ``"area"`` (p = 0.25);
-    3. the order, each with probability 0.5:
-
-       - PSSR (noise on the HR grid, then downsample): ``LocalVarNoise`` with factor
-         log-uniform in [0.005, 0.1] and blur sigma 3 px, then ``Downsample(scale)``;
-       - PSSR2 (downsample, then noise on the LR grid): ``Downsample(scale)``, then
-         ``PoissonNoise`` with peak log-uniform in [30, 1000] counts;
-    4. with probability 0.3, a final small ``GaussianNoise`` (read noise on the LR grid), std
-       ~ U(0.002, 0.02).
-
-    Drawn values are rounded to 4 significant digits so that saved pipelines read well.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-        Source of the draws.
-    scale : int
-        Downsampling factor of the pipeline.
-
-    Returns
-    -------
-    Pipeline
-        Named ``"random"``; its ``scale`` equals ``scale``.
-    """
-    steps: list[Blur | GaussianNoise | LocalVarNoise | PoissonNoise | Downsample] = []
-    if rng.random() < 0.5:
-        steps.append(Blur(float(f"{rng.uniform(0.3, 1.0):.4g}")))
-    down = Downsample(scale, "bilinear" if rng.random() < 0.75 else "area")
-    if rng.random() < 0.5:
-        steps += [LocalVarNoise(_log_uniform(rng, 0.005, 0.1), 3.0), down]
-    else:
-        steps += [down, PoissonNoise(_log_uniform(rng, 30.0, 1000.0))]
-    if rng.random() < 0.3:
-        steps.append(GaussianNoise(float(f"{rng.uniform(0.002, 0.02):.4g}")))
-    return Pipeline(tuple(steps), name="random")

@@ -18,7 +18,6 @@ sidecar ``OUTPUT.crappify.json``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,11 +28,12 @@ import numpy as np
 import tifffile
 import zarr
 
-from pssr_volume.config import NormalizationConfig
-from pssr_volume.crappify.steps import Pipeline, get_preset, random_pipeline
+from pssr_volume.config import CrappifyConfig, NormalizationConfig
+from pssr_volume.crappify.pipeline import Pipeline
+from pssr_volume.crappify.presets import get_preset, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
-from pssr_volume.io.inputs import InputVolume, input_location, open_input
+from pssr_volume.io.inputs import InputVolume, open_input
 
 PROVENANCE_KEY = "pssr_volume_crappify"
 AXES = [{"name": n, "type": "space", "unit": "nanometer"} for n in ("z", "y", "x")]
@@ -138,38 +138,28 @@ def write_ome_zarr(path: Path, sections: Iterator[np.ndarray], shape: tuple[int,
     group.attrs[PROVENANCE_KEY] = json.loads(json.dumps(attrs))
 
 
-def crappify_volume(input_path: str | os.PathLike[str], output: str | os.PathLike[str],
-                    preset: str = "pssr-em", scale: int = 4, seed: int = 0,
-                    voxel_size: tuple[float, float, float] | None = None,
+def crappify_volume(config: CrappifyConfig,
                     log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Degrade a volume with a crappifier preset and write it (TIFF or OME-Zarr).
 
     Parameters
     ----------
-    input_path, output : path
-        Any readable input; a new ``.tif``/``.tiff`` or ``.zarr`` output (never replaced).
-    preset : str
-        ``pssr-em``, ``pssr-fluo``, ``pssr2`` or ``mix``.
-    scale : int
-        Downsampling factor in y and x.
-    seed : int
-        Seed of the per-section generators.
-    voxel_size : tuple of float, optional
-        Input voxel size (z, y, x) in nm, overriding the file's.
+    config : CrappifyConfig
+        ``input``: any readable input; ``output``: a new ``.tif``/``.tiff`` or ``.zarr``
+        (never replaced); ``preset``: ``pssr-em``, ``pssr-fluo``, ``pssr2`` or ``mix``;
+        ``scale``: downsampling factor in y and x; ``seed``: seed of the per-section
+        generators; ``voxel_size``: input voxel size (z, y, x) in nm, overriding the file's.
 
     Returns
     -------
     dict
         What was written: source, output, shapes, voxel sizes, pipeline, seed.
     """
-    src, out = Path(input_path), Path(output)
-    if not input_location(src).exists():
-        raise PssrError(f"input not found: {src}")
-    kind = _check_output(out)
-    if scale < 1:
-        raise PssrError(f"scale must be a positive integer, got {scale}")
-    pipeline = pipeline_for(preset, scale, seed)
+    src, out = Path(config.input), Path(config.output)
+    preset, scale, seed, voxel_size = config.preset, config.scale, config.seed, config.voxel_size
     vol = open_input(src)
+    kind = _check_output(out)
+    pipeline = pipeline_for(preset, scale, seed)
     z, y, x = vol.shape
     if y < scale or x < scale:
         raise PssrError(f"{src}: sections ({y}x{x}) are smaller than the scale ({scale})")

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from pssr_volume.errors import PssrError
+from pssr_volume.types import Shape3
 
 Region = tuple[slice, slice, slice]
 VoxelSize = tuple[float, float, float]
-Shape3 = tuple[int, int, int]
 
 _UNIT_NAMES: dict[float, tuple[str, ...]] = {
     1e-3: ("pm", "picometer", "picometre"),
@@ -185,8 +185,8 @@ class ArrayHandle:
 
     def read(self, zs: slice, ys: slice, xs: slice) -> np.ndarray:
         """Return the region as an array (possibly a view)."""
-        index = {"z": zs, "y": ys, "x": xs}
-        data = self.array[tuple(index.get(t, t) for t in self.template)]  # type: ignore[call-overload]
+        index: dict[int | str, slice] = {"z": zs, "y": ys, "x": xs}
+        data = self.array[tuple(index.get(t, t) for t in self.template)]
         if "z" in self.template:
             return data
         return np.asarray(data)[None][: zs.stop - zs.start]

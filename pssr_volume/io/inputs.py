@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pssr_volume.errors import PssrError
 from pssr_volume.io.common import error, why
-from pssr_volume.io.tiff import TIFF_SUFFIXES, natural_key
+from pssr_volume.io.tiff import TIFF_SUFFIXES
 from pssr_volume.io.volume import InputVolume, clear_handle_cache
 
 __all__ = ["InputVolume", "clear_handle_cache", "input_location", "open_input", "split_dataset"]
@@ -34,7 +34,6 @@ MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
 COMPRESSED_SUFFIXES = tuple(s + c for s in (".mrc", ".map", ".rec") for c in (".gz", ".bz2"))
 _SPLIT = re.compile(r"^(.+?\.(?:h5|hdf5|hdf|he5)):(.*)$", re.IGNORECASE)
 
-_natural_key = natural_key  # kept for callers of the former single-module reader
 
 SUPPORTED = (
     "a .tif/.tiff file, a folder of TIFF slices, a zarr array, an OME-Zarr image, an N5 "
@@ -90,7 +89,7 @@ def open_input(path: str | os.PathLike[str]) -> InputVolume:
         is_dir = os.path.isdir(p)
         os.stat(p)
     except FileNotFoundError:
-        raise error(f"Input {p} does not exist.") from None
+        raise error(f"input not found: {p}") from None
     except PermissionError:
         raise error(f"Input {p} cannot be accessed: permission denied.") from None
     except OSError as exc:

@@ -62,7 +62,8 @@ def open_mrc(path: str) -> InputVolume:
         dtype_name = check_dtype(dtype, path)
         vs = mrc.voxel_size
         sizes = [float(vs.z) / 10, float(vs.y) / 10, float(vs.x) / 10]  # Å -> nm
-        voxel = finish_voxel(*[v if v > 0 else None for v in sizes], shape[0], notes)
+        vz, vy, vx = (v if v > 0 else None for v in sizes)
+        voxel = finish_voxel(vz, vy, vx, shape[0], notes)
         if voxel is None:
             notes.append("MRC header has no cell size; voxel size unknown")
     return InputVolume(path, "mrc", shape, dtype_name, voxel, None, tuple(notes))

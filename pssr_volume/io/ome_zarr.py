@@ -12,7 +12,7 @@ import functools
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numcodecs
 import zarr
@@ -102,7 +102,7 @@ def read_provenance(path: str | Path) -> dict[str, Any] | None:
 def update_provenance(path: str | Path, **updates: Any) -> None:
     """Merge ``updates`` into the output's ``pssr_volume`` attributes (driver only)."""
     group = zarr.open_group(str(path), mode="r+")
-    current = dict(group.attrs.get(PROVENANCE_KEY, {}))
+    current = dict(cast(dict[str, Any], group.attrs.get(PROVENANCE_KEY, {})))  # written as a dict
     current.update(json.loads(json.dumps(updates)))
     group.attrs[PROVENANCE_KEY] = current
 

@@ -13,6 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import numpy as np
 import tifffile
@@ -199,7 +200,7 @@ def _tiff_voxel_size(tf: tifffile.TiffFile, nz: int) -> tuple[VoxelSize | None, 
         sizes: dict[str, float | None] = {}
         for ax in "ZYX":
             value = None if pixels is None else pixels.get(f"PhysicalSize{ax}")
-            unit = "µm" if pixels is None else pixels.get(f"PhysicalSize{ax}Unit", "µm")
+            unit: str | None = "µm" if pixels is None else pixels.get(f"PhysicalSize{ax}Unit", "µm")
             factor = unit_to_nm(unit)
             sizes[ax] = None if value is None or factor is None else float(value) * factor
         voxel = finish_voxel(sizes["Z"], sizes["Y"], sizes["X"], nz, notes)
@@ -277,7 +278,8 @@ class _FolderHandle:
 
 
 def _aszarr(series: tifffile.TiffPageSeries) -> zarr.Array:
-    return zarr.open(series.aszarr(multiscales=False), mode="r")
+    # a single-level series store opens as an Array, never a Group
+    return cast(zarr.Array, zarr.open(series.aszarr(multiscales=False), mode="r"))
 
 
 def make_handle(vol: InputVolume) -> ArrayHandle | _FolderHandle:

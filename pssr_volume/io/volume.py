@@ -17,7 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from pssr_volume.errors import PssrError
-from pssr_volume.io.common import Region, Shape3, VoxelSize, check_region, error, why
+from pssr_volume.io.common import Region, VoxelSize, check_region, error, why
+from pssr_volume.types import Shape3
 
 __all__ = ["InputVolume", "clear_handle_cache"]
 

@@ -12,7 +12,7 @@ the multiscale), converted to nanometres from the axes' units, so
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import dask.array as da
 import numpy as np
@@ -74,7 +74,7 @@ def open_ome_zarr(path: str | os.PathLike[str], level: int | str = 0) -> xr.Data
     ms = ms_list[0]
     datasets = list(ms.get("datasets") or [])
     ds = _pick(datasets, level, group_path)
-    array = group[str(ds["path"])]
+    array = cast(zarr.Array, group[str(ds["path"])])  # an OME-Zarr dataset path names an array
     names, scale, shift, units = level_transform(ms, ds, array.ndim)
     check_ome_axes(names, array.shape, group_path)
     data = da.from_zarr(array)
@@ -88,9 +88,9 @@ def open_ome_zarr(path: str | os.PathLike[str], level: int | str = 0) -> xr.Data
     names, units = names[lead:], units[lead:]
     scale = [1.0] * 3 if scale is None else scale[lead:]
     shift = [0.0] * 3 if shift is None else shift[lead:]
-    factors = [unit_to_nm(u) for u in units]
-    known = all(f is not None for f in factors)
-    factors = [f if known else 1.0 for f in factors]
+    unit_factors = [unit_to_nm(u) for u in units]
+    known = all(f is not None for f in unit_factors)
+    factors = [f if known and f is not None else 1.0 for f in unit_factors]
     coords = {
         name: (name, shift[i] * factors[i] + scale[i] * factors[i] * np.arange(data.shape[i]),
                {"units": "nm" if known else "unknown"})

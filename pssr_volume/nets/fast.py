@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,10 +90,11 @@ class FastUNet(nn.Module):
         )
         self.tail = _conv(width, scale**2)
         for conv in self.up:
-            icnr_(conv, 2)
+            icnr_(cast(nn.Conv2d, conv), 2)  # self.up holds the convs made just above
         icnr_(self.tail, scale)
         with torch.no_grad():
             self.tail.weight.mul_(0.1)
+            assert self.tail.bias is not None  # registry.conv makes biased convs
             self.tail.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from typing import cast
 
 import torch
 from torch import nn
@@ -49,14 +50,16 @@ def receptive_field(module: nn.Module, in_slices: int, scale: int, grid: int) ->
             w = getattr(m, "weight", None)
             if isinstance(w, torch.Tensor) and w.dim() > 1:
                 w.fill_(1.0 / w[0].numel())
-                if getattr(m, "bias", None) is not None:
-                    m.bias.zero_()
+                bias = getattr(m, "bias", None)
+                if bias is not None:
+                    bias.zero_()
     size = 8 * grid
     while size <= 8192:
         c0 = (size // 2 // grid) * grid
         x = torch.ones(1, in_slices, size, size, dtype=torch.float64, requires_grad=True)
         y = probe(x)
         y[..., c0 * scale : (c0 + grid) * scale, c0 * scale : (c0 + grid) * scale].sum().backward()
+        assert x.grad is not None  # x requires grad and backward() just ran
         support = x.grad.abs().sum(dim=(0, 1)) > 0
         rows = torch.nonzero(support.any(dim=1)).flatten()
         cols = torch.nonzero(support.any(dim=0)).flatten()
@@ -73,5 +76,6 @@ def receptive_field(module: nn.Module, in_slices: int, scale: int, grid: int) ->
 def receptive_field_of(config_json: str) -> tuple[int, int]:
     config = ModelConfig.model_validate_json(config_json)
     module = build(config)
-    return receptive_field(module, config.in_slices, config.scale, module.downsampling)
+    grid = cast(int, module.downsampling)  # every registered network declares it (registry)
+    return receptive_field(module, config.in_slices, config.scale, grid)
 

@@ -57,6 +57,7 @@ class Conv(nn.Sequential):
         with torch.no_grad():
             conv.weight.mul_(gain)
             if bias:
+                assert conv.bias is not None  # built with bias=True
                 conv.bias.zero_()
         layers: list[nn.Module] = [_weight_norm(conv) if wn else conv]
         if relu:
@@ -118,6 +119,7 @@ class ShuffleUp(nn.Module):
         conv = nn.Conv2d(cin, cout * 4, 1)
         icnr_(conv, 2)
         with torch.no_grad():
+            assert conv.bias is not None  # Conv2d has a bias by default
             conv.bias.zero_()
         self.conv = _weight_norm(conv) if wn else conv
         self.blur = blur
@@ -216,6 +218,7 @@ class ResUNet(nn.Module):
         with torch.no_grad():  # start as bilinear upsampling of the centre section
             self.head.weight.normal_(0, 1e-3)
             self.head.weight[0, c - in_slices + in_slices // 2] = 1.0
+            assert self.head.bias is not None  # Conv2d has a bias by default
             self.head.bias.zero_()
 
     def receptive_field_proxy(self) -> ResUNet:

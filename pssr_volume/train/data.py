@@ -1,0 +1,167 @@
+"""Training data: the training volumes and their train/validation split, the sampler that
+makes random crappified training pairs on the fly, and the fixed validation pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch
+
+from pssr_volume.blocks import apply_read_plan, box_slices, padded_read_plan
+from pssr_volume.config import NormalizationConfig, TrainConfig
+from pssr_volume.crappify.pipeline import Pipeline
+from pssr_volume.crappify.presets import get_preset, random_pipeline
+from pssr_volume.errors import PssrError
+from pssr_volume.intensity import intensity_range, normalize, sample_volume
+from pssr_volume.io.inputs import InputVolume, open_input
+
+NORMALIZATION = NormalizationConfig(mode="percentile", low=0.1, high=99.9)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One training volume: its reader, intensity range and train/val split."""
+
+    volume: InputVolume
+    norm: tuple[float, float]
+    train: tuple[tuple[int, int], ...]  # z range, y range usable for training
+    val: tuple[tuple[int, int], ...]
+
+
+def open_sources(paths: tuple[Path, ...], val_fraction: float, tile: int) -> list[Source]:
+    """Open training volumes and split each into training and validation parts."""
+    sources = []
+    for p in paths:
+        vol = open_input(p)
+        z, y, x = vol.shape
+        if min(y, x) < tile:
+            raise PssrError(f"{p}: sections ({y}x{x}) are smaller than the tile ({tile})")
+        norm = intensity_range(NORMALIZATION, sample_volume(vol.read, vol.shape))
+        if z >= 10:
+            cut = z - max(1, round(z * val_fraction))
+            train, val = ((0, cut), (0, y)), ((cut, z), (0, y))
+        else:
+            cut = y - max(tile, round(y * val_fraction))
+            train, val = ((0, z), (0, cut)), ((0, z), (cut, y))
+        if train[1][1] - train[1][0] < tile:
+            raise PssrError(f"{p}: too small to split off validation data with tile {tile}")
+        sources.append(Source(vol, norm, train, val))
+    return sources
+
+
+def read_stack(src: Source, z: int, y: int, x: int, tile: int, k: int) -> np.ndarray:
+    """``k`` adjacent sections centred on ``z`` (reflected at the volume ends),
+    a ``tile``-square crop at (y, x), normalised and clipped to [0, 1]."""
+    box = ((z - k // 2, z + k // 2 + 1), (y, y + tile), (x, x + tile))
+    read, take = padded_read_plan(box, src.volume.shape)
+    region = cast(tuple[slice, slice, slice], box_slices(read))
+    data = apply_read_plan(src.volume.read(region), take)
+    return np.clip(normalize(data, *src.norm), 0.0, 1.0)
+
+
+def make_pair(stack: np.ndarray, crappifier: Pipeline, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Degrade each section of ``stack`` independently; the target is the centre HR section."""
+    lr = np.stack([crappifier(s, rng) for s in stack]).astype(np.float32)
+    return lr, stack[len(stack) // 2][None].astype(np.float32)
+
+
+def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    a = np.rot90(a, t % 4, axes=(-2, -1))
+    return a[..., ::-1] if t >= 4 else a
+
+
+class Sampler:
+    """Random training pairs: tile position, content filter, degradation, dihedral
+    augmentation and an intensity jitter applied to input and target alike.
+
+    Batch ``step`` is drawn from its own generator, ``default_rng([seed, step])``, so a
+    batch depends only on the seed and the step: batches can be made ahead in worker
+    processes, and a resumed run sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, sources: list[Source], cfg: TrainConfig):
+        self.sources, self.cfg = sources, cfg
+        sizes = np.array([np.prod([b - a for a, b in s.train]) for s in sources], float)
+        self.p = sizes / sizes.sum()
+
+    def crappifier(self, rng: np.random.Generator) -> Pipeline:
+        if self.cfg.crappifier == "mix":
+            return random_pipeline(rng, self.cfg.scale)
+        return get_preset(self.cfg.crappifier, self.cfg.scale)
+
+    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        src = self.sources[rng.choice(len(self.sources), p=self.p)]
+        (z0, z1), (y0, y1) = src.train
+        x1 = src.volume.shape[2]
+        for _ in range(10):  # content filter: skip nearly blank tiles
+            z = int(rng.integers(z0, z1))
+            y = int(rng.integers(y0, y1 - cfg.tile + 1))
+            x = int(rng.integers(0, x1 - cfg.tile + 1))
+            stack = read_stack(src, z, y, x, cfg.tile, cfg.in_slices)
+            if stack.std() > 0.03:
+                break
+        stack = np.ascontiguousarray(_dihedral(stack, int(rng.integers(8))))
+        lr, hr = make_pair(stack, self.crappifier(rng), rng)
+        gain, offset = rng.uniform(0.85, 1.15), rng.uniform(-0.1, 0.1)
+        return lr * gain + offset, hr * gain + offset
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch of ``step`` (1-based): ``(lr, hr)`` float32 tensors."""
+        rng = np.random.default_rng([self.cfg.seed, step])
+        pairs = [self.pair(rng) for _ in range(self.cfg.batch_size)]
+        return (torch.from_numpy(np.stack([p[0] for p in pairs])),
+                torch.from_numpy(np.stack([p[1] for p in pairs])))
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batches by step number, for a DataLoader that makes them ahead in workers."""
+
+    def __init__(self, sampler: Sampler, steps: range):
+        self.sampler, self.steps = sampler, steps
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sampler.batch(self.steps[i])
+
+
+def batches(sampler: Sampler, first: int, last: int, workers: int, pin: bool = False
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches of steps ``first..last`` in order; made in ``workers`` processes
+    (0: in this one). The batches are the same either way."""
+    steps = range(first, last + 1)
+    if workers == 0:
+        return (sampler.batch(s) for s in steps)
+    loader = torch.utils.data.DataLoader(
+        _Batches(sampler, steps), batch_size=None, shuffle=False, num_workers=workers,
+        prefetch_factor=4, pin_memory=pin, persistent_workers=False)
+    return iter(loader)
+
+
+def validation_set(sources: list[Source], cfg: TrainConfig, presets: tuple[str, ...] = (
+        "pssr-em", "pssr2")) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed validation pairs per preset, from the held-back part of each volume."""
+    rng = np.random.default_rng(12345)
+    stacks = []
+    for i in range(cfg.val_tiles):
+        src = sources[i % len(sources)]
+        (z0, z1), (y0, y1) = src.val
+        z = int(rng.integers(z0, z1))
+        y = int(rng.integers(y0, max(y0 + 1, y1 - cfg.tile + 1)))
+        x = int(rng.integers(0, src.volume.shape[2] - cfg.tile + 1))
+        stacks.append(read_stack(src, z, y, x, cfg.tile, cfg.in_slices))
+    out = {}
+    for name in presets:
+        crap = get_preset(name, cfg.scale)
+        prng = np.random.default_rng(7)
+        pairs = [make_pair(s, crap, prng) for s in stacks]
+        out[name] = (torch.from_numpy(np.stack([p[0] for p in pairs])),
+                     torch.from_numpy(np.stack([p[1] for p in pairs])))
+    return out
