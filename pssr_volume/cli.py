@@ -196,9 +196,6 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
     training.png and a checkpoint at every validation into --out."""
     from pssr_volume.train import train as run_training
 
-    for p in hr_inputs:
-        if not p.exists():
-            raise PssrError(f"input not found: {p}")
     config = TrainConfig(inputs=hr_inputs, arch_args=_arch_args(arch_arg), **kwargs)
     path = run_training(config, log=_echo, progress=progress, resume=resume)
     _echo(f"wrote {path}")

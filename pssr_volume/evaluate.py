@@ -51,7 +51,7 @@ from pssr_volume.crappify.presets import get_preset
 from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
-from pssr_volume.io.inputs import input_location, open_input
+from pssr_volume.io.inputs import open_input
 from pssr_volume.metrics import raw_range, volume_metrics
 from pssr_volume.model import ModelInfo, model_info
 
@@ -147,8 +147,7 @@ def _cases(cfg: EvaluateConfig) -> list[dict[str, Any]]:
     cases = []
     for i, hr in enumerate(cfg.hr):
         for p in (cfg.hr[i], *(cfg.lr[i : i + 1])):
-            if not input_location(p).exists():
-                raise PssrError(f"input not found: {p}")
+            open_input(p)  # every input readable before anything is written
         stem = _safe(hr.parent.name if hr.name == "raw" else hr.name.split(".")[0])
         if cfg.lr:
             cases.append({"name": f"{stem}-real", "hr": hr, "lr": cfg.lr[i], "preset": None})

@@ -146,11 +146,8 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         For any problem with the input, output path, model or settings.
     """
     notes: list[str] = []
-    location = input_location(config.input)  # file.h5:/dataset -> file.h5
-    if not location.exists():
-        raise PssrError(f"input not found: {config.input}")
-    check_paths(location, config.output)
-    volume = open_input(config.input)
+    volume = open_input(config.input)  # a missing input: "input not found: PATH"
+    check_paths(input_location(config.input), config.output)  # file.h5:/dataset -> file.h5
     notes.extend(volume.notes)
     model = _resolve_model(config)
     if model.config.in_slices > 1 and volume.shape[0] == 1:

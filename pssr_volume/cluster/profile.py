@@ -21,14 +21,13 @@ from typing import Any
 import yaml
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from pssr_volume.config import Strict
 from pssr_volume.errors import PssrError
 
 # SLURM time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
@@ -37,11 +36,7 @@ _WALLTIME = re.compile(r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$")
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Adaptive(_Strict):
+class Adaptive(Strict):
     """Bounds on the number of worker jobs; Dask adds and removes jobs between them."""
 
     minimum: int = Field(1, ge=1)
@@ -54,7 +49,7 @@ class Adaptive(_Strict):
         return self
 
 
-class SlurmProfile(_Strict):
+class SlurmProfile(Strict):
     """One SLURM worker job and how many of them run.
 
     Attributes
