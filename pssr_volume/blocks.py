@@ -223,10 +223,18 @@ def default_chunk(block: Shape3, preferred: Shape3 = (8, 256, 256)) -> Shape3:
     return cast(Shape3, tuple(math.gcd(b, p) for b, p in zip(block, preferred)))
 
 
-def check_chunking(block: Shape3, chunk: Shape3) -> None:
-    """Refuse a block shape that is not a whole number of output chunks."""
+def check_chunking(block: Shape3, chunk: Shape3, shard: Shape3 | None = None) -> None:
+    """Refuse a block shape that is not a whole number of output chunks, or of shards
+    (each shard must have one writer), and a shard that is not whole chunks."""
+    def fmt(s: Shape3) -> str:
+        return ",".join(map(str, s))
+
     if any(b % c for b, c in zip(block, chunk)):
-        raise PssrError(
-            f"block shape {','.join(map(str, block))} must be a multiple of the output chunk "
-            f"shape {','.join(map(str, chunk))}"
-        )
+        raise PssrError(f"block shape {fmt(block)} must be a multiple of the output chunk "
+                        f"shape {fmt(chunk)}")
+    if shard is not None and any(s % c for s, c in zip(shard, chunk)):
+        raise PssrError(f"shard shape {fmt(shard)} must be a multiple of the output chunk "
+                        f"shape {fmt(chunk)}")
+    if shard is not None and any(b % s for b, s in zip(block, shard)):
+        raise PssrError(f"block shape {fmt(block)} must be a multiple of the shard shape "
+                        f"{fmt(shard)} (each shard is written by one block)")

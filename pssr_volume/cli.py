@@ -105,6 +105,9 @@ def cli() -> None:
               help="Output write block, a multiple of the output chunk. Default 2,4096,4096.")
 @click.option("--chunk-shape", type=Numbers(3, int, "ZYX"), default=None,
               help="Output chunk shape. Default: up to 8,256,256, dividing the block.")
+@click.option("--shard-shape", type=Numbers(3, int, "ZYX"), default=None,
+              help="Level-0 shard (NGFF 0.5): chunks stored together in one file; divides the "
+                   "block. Default: one shard per write block.")
 @click.option("--halo", type=Numbers(2, int, "YX"), default=None,
               help="Input pixels of context per side. Default: the model's receptive field.")
 @click.option("--blend", type=choices(RunConfig, "blend"), default=default(RunConfig, "blend"),

@@ -62,12 +62,19 @@ class OutputConfig(Strict):
     """How a multiscale OME-Zarr output is laid out (shared by ``run`` and ``convert``)."""
 
     chunk_shape: PositiveShape3 | None = None
+    shard_shape: PositiveShape3 | None = None
     levels: int | None = Field(None, ge=1, le=16)
     ngff_version: NgffVersion = "0.5"
     compression_level: int = Field(1, ge=0, le=22)
     voxel_size: VoxelSize | None = None
     overwrite: bool = False
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _shards_need_v3(self) -> OutputConfig:
+        if self.shard_shape is not None and self.ngff_version != "0.5":
+            raise ValueError("--shard-shape needs NGFF 0.5 (zarr v3); NGFF 0.4 is unsharded")
+        return self
 
 
 class NormalizationConfig(Strict):

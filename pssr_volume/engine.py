@@ -18,11 +18,12 @@ skips exactly the finished work.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -38,7 +39,7 @@ from pssr_volume.blocks import (
 )
 from pssr_volume.errors import RunFailed, first_line
 from pssr_volume.intensity import denormalize, normalize
-from pssr_volume.io.ome_zarr import open_level, open_level_readonly
+from pssr_volume.io.levels import read_region, start_write, write_all
 from pssr_volume.journal import Journal
 from pssr_volume.plan import Job
 from pssr_volume.predict import get_predictor
@@ -60,60 +61,91 @@ def pyramid_key(level: int, region: Box) -> str:
     return f"level {level} " + ".".join(str(a) for a, _ in region)
 
 
-def read_tile(job: Job, tile: Box) -> np.ndarray:
+Times = dict[str, float]  # seconds a task spent per stage of the hot path
+
+
+@contextlib.contextmanager
+def _stage(times: Times | None, name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if times is not None:
+            times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+
+
+def read_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
     """Read an input box with reflect padding beyond the volume, as float32
     normalised intensities."""
-    read, take = padded_read_plan(tile, job.input.shape)
-    data = apply_read_plan(job.input.read(cast(tuple[slice, slice, slice], box_slices(read))), take)
-    return normalize(data, *job.norm)
+    with _stage(times, "read"):
+        read, take = padded_read_plan(tile, job.input.shape)
+        region = cast(tuple[slice, slice, slice], box_slices(read))
+        data = apply_read_plan(job.input.read(region), take)
+    with _stage(times, "normalise"):
+        return normalize(data, *job.norm)
 
 
-def predict_tile(job: Job, tile: Box) -> np.ndarray:
+def predict_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
     """Network output for an input tile: ``(nz, scale*ty, scale*tx)`` float32,
     one output section per input section that has full z context."""
-    x = read_tile(job, tile)
-    k = 2 * job.grid.halo[0] + 1
-    windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
-    tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
-    predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
-    return predictor(tiles, job.batch_size)
+    x = read_tile(job, tile, times)
+    with _stage(times, "network"):
+        k = 2 * job.grid.halo[0] + 1
+        windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
+        tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
+        predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
+        return predictor(tiles, job.batch_size)
 
 
-def predict_block(job: Job, index: Index) -> tuple[Box, np.ndarray]:
+def predict_block(job: Job, index: Index, times: Times | None = None) -> tuple[Box, np.ndarray]:
     """The block's prediction over the output box it predicts (clipped to the volume)."""
     block = job.grid.block_at(index)
-    pred = predict_tile(job, block.tile)
+    pred = predict_tile(job, block.tile, times)
     s = job.grid.scale
     origin = (block.write[0][0], block.tile[1][0] * s, block.tile[2][0] * s)
     box = block.predicted(s, job.grid.out_shape)
     return box, pred[box_slices(box, origin)]
 
 
-def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int) -> None:
+def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
+                 times: Times | None = None) -> None:
     """Write ``data`` at ``region`` of ``level``, then pool it into the following
-    levels up to ``last`` (regions there are whole chunks by construction)."""
-    open_level(job.output, job.levels[level].path)[box_slices(region)] = data
+    levels up to ``last`` (regions there are whole chunks, or whole shards, by
+    construction). Each level's chunks are encoded on tensorstore's threads while
+    the next level is pooled; returns once everything is on disk."""
+    writes = []
+    with _stage(times, "write"):
+        writes.append(start_write(job.output, job.levels[level].path, region, data))
     for k in range(level + 1, last + 1):
         lv = job.levels[k]
-        data = downsample(data, lv.factors)
-        region = child_region(region, lv.factors, lv.shape)
-        open_level(job.output, lv.path)[box_slices(region)] = data
+        with _stage(times, "pyramid"):
+            data = downsample(data, lv.factors)
+            region = child_region(region, lv.factors, lv.shape)
+        with _stage(times, "write"):
+            writes.append(start_write(job.output, lv.path, region, data))
+    with _stage(times, "write"):
+        write_all(writes)
 
 
-def _finish_block(job: Job, index: Index, values: np.ndarray) -> Index:
+def _finish_block(job: Job, index: Index, values: np.ndarray,
+                  times: Times | None = None) -> tuple[Index, Times]:
+    times = {} if times is None else times
     block = job.grid.block_at(index)
-    data = denormalize(values, *job.norm, job.dtype)
-    write_levels(job, 0, block.write, data, job.stages[0].last)
+    with _stage(times, "denormalise"):
+        data = denormalize(values, *job.norm, job.dtype)
+    write_levels(job, 0, block.write, data, job.stages[0].last, times)
     Journal(job.output).mark(block_key(index))
-    return index
+    return index, times
 
 
-def process_block(job: Job, index: Index) -> Index:
-    """``crop`` mode: predict one block and write the voxels it owns."""
+def process_block(job: Job, index: Index) -> tuple[Index, Times]:
+    """``crop`` mode: predict one block and write the voxels it owns; returns the
+    block and the seconds it spent per stage."""
+    times: Times = {}
     block = job.grid.block_at(index)
-    box, pred = predict_block(job, index)
+    box, pred = predict_block(job, index, times)
     keep = pred[box_slices(block.write, tuple(a for a, _ in box))]
-    return _finish_block(job, index, keep)
+    return _finish_block(job, index, keep, times)
 
 
 def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
@@ -140,7 +172,7 @@ def pick(pieces: dict[Index, np.ndarray], index: Index) -> np.ndarray | None:
 
 
 def blend_write(job: Job, index: Index, sources: Sequence[Index],
-                *pieces: np.ndarray | None) -> Index:
+                *pieces: np.ndarray | None) -> tuple[Index, Times]:
     """Blend modes: sum the weighted pieces for block ``index`` and write it."""
     block = job.grid.block_at(index)
     total = np.zeros(box_shape(block.write), np.float32)
@@ -155,19 +187,22 @@ def blend_write(job: Job, index: Index, sources: Sequence[Index],
     return _finish_block(job, index, total)
 
 
-def pyramid_task(job: Job, stage: int, region: Box) -> Box:
+def pyramid_task(job: Job, stage: int, region: Box) -> tuple[Box, Times]:
     """Later pyramid stage: read the source level, pool, write levels of the stage."""
+    times: Times = {}
     st = job.stages[stage]
     assert st.source is not None  # only stage 0 reads the network; later stages read a level
     src = job.levels[st.source]
     factors = cumulative(job.levels, st.source, st.first)
     parent = parent_region(region, factors, src.shape)
-    data = np.asarray(open_level_readonly(job.output, src.path)[box_slices(parent)])
-    for k in range(st.source + 1, st.first + 1):
-        data = downsample(data, job.levels[k].factors)
-    write_levels(job, st.first, region, data, st.last)
+    with _stage(times, "read"):
+        data = read_region(job.output, src.path, parent)
+    with _stage(times, "pyramid"):
+        for k in range(st.source + 1, st.first + 1):
+            data = downsample(data, job.levels[k].factors)
+    write_levels(job, st.first, region, data, st.last, times)
     Journal(job.output).mark(pyramid_key(st.first, region))
-    return region
+    return region, times
 
 
 # --------------------------------------------------------------------------- driver side
@@ -210,6 +245,12 @@ class RunStats:
     pyramid_tasks: int = 0
     voxels_written: int = 0
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks
+
+    def add_times(self, times: Times) -> None:
+        """Add one task's seconds per stage."""
+        for name, sec in times.items():
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + sec
 
     @property
     def mvoxels_per_second(self) -> float:
@@ -337,12 +378,15 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
     progress.start(len(todo) + sum(map(len, pyramid)))
     limit = max(4, 4 * executor.n_workers)
 
-    def block_done(index: Index) -> None:
+    def block_done(result: tuple[Index, Times]) -> None:
+        index, times = result
+        stats.add_times(times)
         stats.blocks_done += 1
         stats.voxels_written += math.prod(box_shape(job.grid.block_at(index).write))
         progress.advance(1)
 
-    def pyramid_done(_: Any) -> None:
+    def pyramid_done(result: tuple[Box, Times]) -> None:
+        stats.add_times(result[1])
         stats.pyramid_tasks += 1
         progress.advance(1)
 

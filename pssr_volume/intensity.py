@@ -60,12 +60,35 @@ def normalize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype) -> np.ndarray:
-    """Inverse of :func:`normalize`, then rounded and clipped once to ``dtype``."""
+    """Inverse of :func:`normalize`, then rounded and clipped once to ``dtype``.
+
+    Works through ``y`` in slabs of about a megabyte, so the affine map, the
+    rounding and the clipping of a slab happen while it is in cache: one pass
+    over memory instead of four, with the same float32 operations (and bytes).
+    """
     dtype = np.dtype(dtype)
-    v = np.multiply(y, np.float32(hi - lo), dtype=np.float32)  # one new array, then in place
-    v += np.float32(lo)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        np.rint(v, out=v)
-        np.clip(v, info.min, info.max, out=v)
-    return v.astype(dtype)
+    out = np.empty(y.shape, dtype)
+    scale, offset = np.float32(hi - lo), np.float32(lo)
+    bounds = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else None
+    if y.ndim < 2 or y.flags.c_contiguous:
+        width = y.shape[-1] if y.ndim else 1
+        _denormalize_2d(y.reshape(-1, width), out.reshape(-1, width), scale, offset, bounds)
+        return out
+    for index in np.ndindex(*y.shape[:-2]):  # a cropped view: walk its leading axes
+        _denormalize_2d(y[index], out[index], scale, offset, bounds)
+    return out
+
+
+def _denormalize_2d(y: np.ndarray, out: np.ndarray, scale: np.float32, offset: np.float32,
+                    bounds: tuple[int, int] | None) -> None:
+    width = max(1, y.shape[-1])
+    step = max(1, (1 << 18) // width)  # rows per slab: ~1 MB of float32
+    buf = np.empty((min(step, y.shape[0]), width), np.float32)
+    for r in range(0, y.shape[0], step):
+        v = buf[: min(step, y.shape[0] - r)]
+        np.multiply(y[r : r + step], scale, out=v, dtype=np.float32)
+        v += offset
+        if bounds is not None:
+            np.rint(v, out=v)
+            np.clip(v, bounds[0], bounds[1], out=v)
+        out[r : r + step] = v

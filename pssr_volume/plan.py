@@ -25,7 +25,7 @@ from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import check_paths, is_zarr_store, read_provenance
 from pssr_volume.model import ModelInfo, describe, model_info
 from pssr_volume.models import bundled_model_path
-from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages
+from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages, shard_shapes
 
 if TYPE_CHECKING:
     from pssr_volume.cluster.executors import ClusterSpec
@@ -66,6 +66,7 @@ class Plan:
     settings: dict[str, Any]
     fingerprint: str
     notes: tuple[str, ...]
+    shards: tuple[Shape3, ...] | None  # per level; None: unsharded (NGFF 0.4)
 
     def provenance(self) -> dict[str, Any]:
         """Group attributes recorded with the output."""
@@ -103,7 +104,7 @@ def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
     else:
         block = config.block_shape
     chunk = config.chunk_shape or default_chunk(block)
-    check_chunking(block, chunk)
+    check_chunking(block, chunk, config.shard_shape)
     if config.halo is None:
         halo_yx = model.default_halo
     else:
@@ -160,6 +161,9 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     shift = (0.0, -(s - 1) / 2 * out_voxel[1], -(s - 1) / 2 * out_voxel[2])
     levels = plan_levels(grid.out_shape, out_voxel, config.levels, translation=shift)
     stages = plan_stages(levels, grid.block, chunk)
+    shards = None
+    if config.ngff_version == "0.5":
+        shards = shard_shapes(levels, stages, chunk, config.shard_shape)
     norm_cfg = model.config.normalization
     sample = None
     if norm_cfg.mode == "percentile":
@@ -179,6 +183,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         "scale": model.config.scale,
         "block_shape": list(grid.block),
         "chunk_shape": list(chunk),
+        "shard_shapes": None if shards is None else [list(s) for s in shards],
         "halo": list(grid.halo),
         "blend": config.blend,
         "intensity_range": list(norm),
@@ -196,7 +201,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         grid=grid, blend=config.blend, norm=norm, levels=levels, stages=stages, chunk=chunk,
         dtype=volume.dtype,
     )
-    plan = Plan(config, job, model, settings, fingerprint(settings), tuple(notes))
+    plan = Plan(config, job, model, settings, fingerprint(settings), tuple(notes), shards)
     check_output(plan)
     return plan
 

@@ -61,6 +61,10 @@ class Predictor:
         """
         s = self.config.scale
         n, _, h, w = tiles.shape
+        if n <= batch_size:  # one forward pass: hand its output over without a copy
+            x = torch.from_numpy(np.ascontiguousarray(tiles))
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            return np.ascontiguousarray(self.module(x)[:, 0].float().cpu().numpy())
         out = np.empty((n, s * h, s * w), np.float32)
         for i in range(0, n, batch_size):
             x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size]))

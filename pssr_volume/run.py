@@ -39,7 +39,8 @@ def summary(plan: Plan) -> list[str]:
         f"sha256 {m.sha256[:12]})",
         f"output  {job.output}: {_fmt(top.shape)} {job.dtype} at {_fmt(top.voxel_size)} nm, "
         f"{len(job.levels)} levels (to {_fmt(last.shape)}), chunks {_fmt(job.chunk)}, "
-        f"NGFF {plan.config.ngff_version}",
+        + (f"shards {_fmt(plan.shards[0])}, " if plan.shards else "")
+        + f"NGFF {plan.config.ngff_version}",
         f"blocks  {len(job.grid)} of {_fmt(job.grid.block)} (grid {_fmt(job.grid.counts)}), "
         f"halo {_fmt(job.grid.halo[1:], ',')} px, blend {job.blend}, device {job.device}",
     ]
@@ -86,7 +87,8 @@ def prepare_output(plan: Plan, threads: int = 0) -> None:
     job = plan.job
     create_output(out, job.levels, job.chunk, job.dtype, plan.config.ngff_version,
                   plan.config.compression_level, name=plan.model.config.name,
-                  provenance={**plan.provenance(), "status": "running", "torch_threads": threads})
+                  provenance={**plan.provenance(), "status": "running", "torch_threads": threads},
+                  shards=plan.shards)
 
 
 def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunStats:

@@ -49,20 +49,26 @@ def check_paths(input_path: Path, output: Path) -> None:
 
 def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int, int, int],
                   dtype: str, ngff_version: str = "0.5", compression_level: int = 1,
-                  name: str = "restored", provenance: dict[str, Any] | None = None) -> None:
+                  name: str = "restored", provenance: dict[str, Any] | None = None,
+                  shards: tuple[tuple[int, int, int], ...] | None = None) -> None:
     """Create an empty multiscale OME-Zarr image with one array per level.
 
     Every level uses ``chunk`` and zstd at ``compression_level``; the metadata
-    gives each level its scale in nanometres. ``provenance`` goes into the
-    group attributes under ``"pssr_volume"``.
+    gives each level its scale in nanometres. With ``shards`` (NGFF 0.5 only, one
+    shape per level) the chunks of a level are stored in shard files of that
+    shape: one file per shard instead of one per chunk. ``provenance`` goes into
+    the group attributes under ``"pssr_volume"``.
     """
     path = Path(path)
     v3 = ngff_version == "0.5"
+    if shards is not None and not v3:
+        raise PssrError("sharding needs NGFF 0.5 (zarr v3); NGFF 0.4 outputs are unsharded")
     group = zarr.open_group(str(path), mode="w-", zarr_format=3 if v3 else 2)
-    for lv in levels:
+    for k, lv in enumerate(levels):
         if v3:
             group.create_array(
                 lv.path, shape=lv.shape, chunks=chunk, dtype=dtype, fill_value=0,
+                shards=None if shards is None else shards[k],
                 compressors=ZstdCodec(level=compression_level),
                 dimension_names=["z", "y", "x"],
             )
