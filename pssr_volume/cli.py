@@ -308,6 +308,17 @@ def demo(**kwargs: Any) -> None:
 @click.option("--compression-level", type=int,
               default=default(ConvertConfig, "compression_level"), show_default=True,
               help="zstd level of the output chunks.")
+@click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None,
+              help="Voxels one task copies, a multiple of the chunk. Default: whole chunks in z "
+                   "and a square in y, x of at most 64 MiB.")
+@click.option("--shard-shape", type=Numbers(3, int, "ZYX"), default=None,
+              help="Level-0 shard (NGFF 0.5), dividing the block. Default: one shard per block.")
+@click.option("--cluster", default=default(ConvertConfig, "cluster"), show_default=True,
+              help="local | cuda | slurm | tcp://HOST:PORT | sync (in-process).")
+@click.option("--workers", type=int, default=None, help="Worker processes (local cluster).")
+@click.option("--profile", type=click.Path(path_type=Path), default=None,
+              help="Cluster profile YAML (see workflows/).")
+@click.option("--resume", is_flag=True, help="Finish an interrupted conversion (same settings).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def convert(**kwargs: Any) -> None:

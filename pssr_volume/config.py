@@ -122,21 +122,14 @@ class ModelConfig(Strict):
         return v
 
 
-class RunConfig(OutputConfig):
-    """Everything ``pssr-volume run`` needs. ``None`` means "derive a default"."""
+class ExecutionConfig(Strict):
+    """Where the block tasks run (shared by ``run`` and ``convert``)."""
 
-    input: Path
-    output: Path
-    model: Path | None = None
     cluster: str = "local"
     workers: int | None = Field(None, ge=1)
     profile: Path | None = None
-    block_shape: PositiveShape3 | None = None
-    halo: Halo | None = None
-    blend: BlendMode = "crop"
-    resume: bool = False
     device: Device | None = None
-    batch_size: int = Field(8, ge=1)
+    resume: bool = False
 
     @field_validator("cluster")
     @classmethod
@@ -145,11 +138,28 @@ class RunConfig(OutputConfig):
             return v
         raise ValueError(f"unknown cluster {v!r}: use {', '.join(CLUSTERS)} or tcp://HOST:PORT")
 
+
+class JobConfig(OutputConfig, ExecutionConfig):
+    """A volume written blockwise by the engine into a multiscale OME-Zarr."""
+
+    input: Path
+    output: Path
+    block_shape: PositiveShape3 | None = None
+
     @model_validator(mode="after")
-    def _exclusive(self) -> RunConfig:
+    def _exclusive(self) -> JobConfig:
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
         return self
+
+
+class RunConfig(JobConfig):
+    """Everything ``pssr-volume run`` needs. ``None`` means "derive a default"."""
+
+    model: Path | None = None
+    halo: Halo | None = None
+    blend: BlendMode = "crop"
+    batch_size: int = Field(8, ge=1)
 
 
 class TrainConfig(Strict):
@@ -229,11 +239,9 @@ class EvaluateConfig(Strict):
         return self
 
 
-class ConvertConfig(OutputConfig):
-    """Everything ``pssr-volume convert`` needs (any input to a multiscale OME-Zarr)."""
-
-    input: Path
-    output: Path
+class ConvertConfig(JobConfig):
+    """Everything ``pssr-volume convert`` needs (any input to a multiscale OME-Zarr, on the
+    block engine: the same clusters, ``--resume`` and shards as ``run``)."""
 
 
 class CrappifyConfig(Strict):

@@ -38,7 +38,8 @@ from pssr_volume.blocks import (
     padded_read_plan,
 )
 from pssr_volume.errors import RunFailed, first_line
-from pssr_volume.intensity import denormalize, normalize
+from pssr_volume.finish import finish
+from pssr_volume.intensity import normalize
 from pssr_volume.io.levels import read_region, start_write, write_all
 from pssr_volume.journal import Journal
 from pssr_volume.plan import Job
@@ -93,6 +94,7 @@ def predict_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
         k = 2 * job.grid.halo[0] + 1
         windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
         tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
+        assert job.model_path is not None  # a job with a network
         predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
         return predictor(tiles, job.batch_size)
 
@@ -108,18 +110,20 @@ def predict_block(job: Job, index: Index, times: Times | None = None) -> tuple[B
 
 
 def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
-                 times: Times | None = None) -> None:
+                 times: Times | None = None, pooled: np.ndarray | None = None) -> None:
     """Write ``data`` at ``region`` of ``level``, then pool it into the following
     levels up to ``last`` (regions there are whole chunks, or whole shards, by
     construction). Each level's chunks are encoded on tensorstore's threads while
-    the next level is pooled; returns once everything is on disk."""
+    the next level is pooled; returns once everything is on disk. ``pooled`` is
+    ``data`` already pooled into ``level + 1``, when the caller has it."""
     writes = []
     with _stage(times, "write"):
         writes.append(start_write(job.output, job.levels[level].path, region, data))
     for k in range(level + 1, last + 1):
         lv = job.levels[k]
         with _stage(times, "pyramid"):
-            data = downsample(data, lv.factors)
+            data = pooled if k == level + 1 and pooled is not None else downsample(data,
+                                                                                   lv.factors)
             region = child_region(region, lv.factors, lv.shape)
         with _stage(times, "write"):
             writes.append(start_write(job.output, lv.path, region, data))
@@ -131,9 +135,11 @@ def _finish_block(job: Job, index: Index, values: np.ndarray,
                   times: Times | None = None) -> tuple[Index, Times]:
     times = {} if times is None else times
     block = job.grid.block_at(index)
-    with _stage(times, "denormalise"):
-        data = denormalize(values, *job.norm, job.dtype)
-    write_levels(job, 0, block.write, data, job.stages[0].last, times)
+    last = job.stages[0].last
+    with _stage(times, "denormalise"):  # and pooling the next level, slab by slab
+        data, pooled = finish(values, *job.norm, job.dtype,
+                              job.levels[1].factors if last >= 1 else None)
+    write_levels(job, 0, block.write, data, last, times, pooled)
     Journal(job.output).mark(block_key(index))
     return index, times
 
@@ -146,6 +152,19 @@ def process_block(job: Job, index: Index) -> tuple[Index, Times]:
     box, pred = predict_block(job, index, times)
     keep = pred[box_slices(block.write, tuple(a for a, _ in box))]
     return _finish_block(job, index, keep, times)
+
+
+def copy_block(job: Job, index: Index) -> tuple[Index, Times]:
+    """A job without a network (``convert``): copy one block of the input unchanged and
+    pool it into the levels it covers."""
+    times: Times = {}
+    block = job.grid.block_at(index)
+    with _stage(times, "read"):
+        region = cast(tuple[slice, slice, slice], box_slices(block.write))
+        data = np.ascontiguousarray(job.input.read(region), dtype=job.dtype)
+    write_levels(job, 0, block.write, data, job.stages[0].last, times)
+    Journal(job.output).mark(block_key(index))
+    return index, times
 
 
 def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
@@ -301,8 +320,9 @@ def _fmt_index(index: tuple[int, ...]) -> str:
 
 
 def _submit_crop(job: Job, ex: Executor, todo: list[Index], window: _Window, run: str) -> None:
+    task = process_block if job.model_path is not None else copy_block
     for index in todo:
-        window.add(ex.submit(process_block, job, index, key=f"block-{run}-{index}"),
+        window.add(ex.submit(task, job, index, key=f"block-{run}-{index}"),
                    f"block {_fmt_index(index)}")
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -51,7 +52,7 @@ from pssr_volume.crappify.presets import get_preset
 from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
-from pssr_volume.io.inputs import open_input
+from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.metrics import raw_range, volume_metrics
 from pssr_volume.model import ModelInfo, model_info
 
@@ -83,16 +84,25 @@ def to_dtype(a: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
 
 
 def hr_region(shape: tuple[int, int, int], scale: int, z: tuple[int, int] | None,
-              crop: tuple[int, int] | None) -> tuple[slice, slice, slice]:
+              crop: tuple[int, int] | None, source: str = "the HR volume"
+              ) -> tuple[slice, slice, slice]:
     """The HR region to evaluate: the z range, and a centred y/x crop whose size and origin
-    are multiples of ``scale`` (the whole section, cut down to multiples, by default)."""
+    are multiples of ``scale`` (the whole section, cut down to multiples, by default).
+
+    A z range past the volume is clipped here; :func:`evaluate` refuses one first.
+    """
     nz, ny, nx = shape
     z0, z1 = (0, nz) if z is None else (min(z[0], nz - 1), min(z[1], nz))
     out = [slice(z0, z1)]
     for n, c in zip((ny, nx), crop or (ny, nx)):
         lr_n, lr_c = n // scale, min(c, n) // scale
-        if lr_c < 1:
-            raise PssrError(f"crop {crop} leaves nothing at scale {scale}")
+        if lr_c < 1 and (crop is None or c >= n):
+            raise PssrError(f"{source} has sections of {ny}x{nx} pixels, smaller than the "
+                            f"scale {scale}: nothing is left to evaluate (it needs at least "
+                            f"{scale}x{scale} pixels)")
+        if lr_c < 1 and crop is not None:
+            raise PssrError(f"--crop {crop[0]},{crop[1]} is smaller than the scale {scale}: "
+                            f"nothing is left to evaluate (crop at least {scale},{scale})")
         a = (lr_n - lr_c) // 2
         out.append(slice(a * scale, (a + lr_c) * scale))
     return cast(tuple[slice, slice, slice], tuple(out))  # z plus the two of (y, x)
@@ -131,7 +141,12 @@ def restore(cfg: EvaluateConfig, lr_path: Path, model: ModelInfo, output: Path
                    workers=cfg.workers, device=device, batch_size=cfg.batch_size,
                    block_shape=cfg.block_shape, halo=cfg.halo, progress=False)
     t0 = time.perf_counter()
-    stats = run(rc)
+    try:
+        stats = run(rc)
+    except PssrError as e:  # evaluate has no --resume: say what failed and how to redo it
+        raise type(e)(f"evaluate: restoring {lr_path} with model {model.path} failed: "
+                      f"{without_resume_hint(str(e))}; rerun evaluate (with --overwrite if "
+                      f"{cfg.out} already holds results.json)") from e
     wall = time.perf_counter() - t0
     vol = open_input(output)
     pred = vol.read((slice(None), slice(None), slice(None)))
@@ -143,24 +158,61 @@ def restore(cfg: EvaluateConfig, lr_path: Path, model: ModelInfo, output: Path
                   "halo": settings.get("halo"), "device": settings.get("device")}
 
 
+_RESUME_HINTS = (
+    re.compile(r"\s*\(\d+ of \d+ blocks are done and kept; rerun with --resume\)"),
+    re.compile(r"[:;,]?\s*\(?(finished blocks are kept; )?rerun with --resume\)?"),
+    re.compile(r"\s*\(use --resume[^)]*\)"),
+)
+
+
+def without_resume_hint(message: str) -> str:
+    """`message` of a ``run`` error without its advice to rerun with ``--resume``, an
+    option ``evaluate`` does not have (it restores into a fresh output every time)."""
+    for pattern in _RESUME_HINTS:
+        message = pattern.sub("", message)
+    return message.strip()
+
+
 def _cases(cfg: EvaluateConfig) -> list[dict[str, Any]]:
+    """Every case, after opening and checking its inputs: nothing is written before."""
     cases = []
     for i, hr in enumerate(cfg.hr):
-        for p in (cfg.hr[i], *(cfg.lr[i : i + 1])):
-            open_input(p)  # every input readable before anything is written
+        hr_vol = open_input(hr)
+        lr_vol = open_input(cfg.lr[i]) if cfg.lr else None
+        _check_case(cfg, hr, hr_vol, cfg.lr[i] if cfg.lr else None, lr_vol)
         stem = _safe(hr.parent.name if hr.name == "raw" else hr.name.split(".")[0])
+        common = {"hr": hr, "hr_vol": hr_vol, "lr_vol": lr_vol}
         if cfg.lr:
-            cases.append({"name": f"{stem}-real", "hr": hr, "lr": cfg.lr[i], "preset": None})
+            cases.append({"name": f"{stem}-real", "lr": cfg.lr[i], "preset": None, **common})
         else:
-            cases += [{"name": f"{stem}-{p}", "hr": hr, "lr": None, "preset": p}
+            cases += [{"name": f"{stem}-{p}", "lr": None, "preset": p, **common}
                       for p in cfg.presets]
     return cases
+
+
+def _check_case(cfg: EvaluateConfig, hr: Path, hr_vol: InputVolume, lr: Path | None,
+                lr_vol: InputVolume | None) -> None:
+    """Refuse a pair that does not match, a --z past the volume, a crop or volume smaller
+    than the scale: one line naming the volume and its sizes."""
+    scale = cfg.scale
+    if lr is not None and lr_vol is not None:
+        if lr_vol.shape[0] != hr_vol.shape[0] or any(
+                h // scale != lr_n for h, lr_n in zip(hr_vol.shape[1:], lr_vol.shape[1:])):
+            raise PssrError(f"{lr} {lr_vol.shape} and {hr} {hr_vol.shape} are "
+                            f"not an LR/HR pair at scale {scale}")
+        if lr_vol.dtype != hr_vol.dtype:
+            raise PssrError(f"{lr} ({lr_vol.dtype}) and {hr} ({hr_vol.dtype}) differ in dtype")
+    nz = hr_vol.shape[0]
+    if cfg.z is not None and cfg.z[1] > nz:
+        raise PssrError(f"--z {cfg.z[0]}:{cfg.z[1]} is outside {hr}, which has {nz} "
+                        f"section(s): use START:STOP within 0:{nz}")
+    hr_region(hr_vol.shape, scale, cfg.z, cfg.crop, source=str(hr))
 
 
 def _load_case(cfg: EvaluateConfig, case: dict[str, Any], scale: int, folder: Path
                ) -> tuple[np.ndarray, np.ndarray, Path, dict[str, Any]]:
     """HR region, LR volume (read or made), the LR file the engine reads, and details."""
-    hr_vol = open_input(case["hr"])
+    hr_vol = case["hr_vol"]
     if case["lr"] is None:
         region = hr_region(hr_vol.shape, scale, cfg.z, cfg.crop)
         hr = hr_vol.read(region)
@@ -172,19 +224,12 @@ def _load_case(cfg: EvaluateConfig, case: dict[str, Any], scale: int, folder: Pa
         voxel = None if v is None else (v[0], v[1] * scale, v[2] * scale)
         details = {"pipeline": pipeline.to_dict(), "seed": cfg.seed}
     else:
-        lr_vol = open_input(case["lr"])
-        if lr_vol.shape[0] != hr_vol.shape[0] or any(
-                h // scale != lr_n for h, lr_n in zip(hr_vol.shape[1:], lr_vol.shape[1:])):
-            raise PssrError(f"{case['lr']} {lr_vol.shape} and {case['hr']} {hr_vol.shape} are "
-                            f"not an LR/HR pair at scale {scale}")
+        lr_vol = case["lr_vol"]
         region = hr_region(hr_vol.shape, scale, cfg.z, cfg.crop)
         hr = hr_vol.read(region)
         lr_ys, lr_xs = (slice(r.start // scale, r.stop // scale) for r in region[1:])
         lr = lr_vol.read((region[0], lr_ys, lr_xs))
         voxel, details = lr_vol.voxel_size, {}
-        if hr.dtype != lr.dtype:
-            raise PssrError(f"{case['lr']} ({lr.dtype}) and {case['hr']} ({hr.dtype}) differ "
-                            "in dtype")
     folder.mkdir(parents=True, exist_ok=True)
     lr_path = folder / "lr.tif"
     if lr_path.exists():
@@ -196,8 +241,13 @@ def _load_case(cfg: EvaluateConfig, case: dict[str, Any], scale: int, folder: Pa
 
 def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
              ) -> dict[str, Any]:
-    """Run the protocol; write ``results.json``, ``results.md``, montages; return results."""
+    """Run the protocol; write ``results.json``, ``results.md``, montages; return results.
+
+    Every input, model and the ``--out`` folder are checked before anything is written.
+    """
     out = cfg.out
+    if out.exists() and not out.is_dir():
+        raise PssrError(f"--out {out} is a file, not a folder; give a folder for the results")
     if (out / "results.json").exists() and not cfg.overwrite:
         raise PssrError(f"{out} already holds results.json; pass --overwrite or another --out")
     models = cfg.models
@@ -220,6 +270,8 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
             raise PssrError(f"model {m} is x{info.config.scale}, the evaluation x{cfg.scale} "
                             "(--scale)")
     names = _model_names(infos)
+    cases = _cases(cfg)  # every input opened and checked
+    _check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluate.json").write_text(cfg.model_dump_json(indent=2))
     results: dict[str, Any] = {
@@ -235,7 +287,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
                    for n, i in zip(names, infos)},
         "cases": [],
     }
-    for case in _cases(cfg):
+    for case in cases:
         name = case["name"]
         folder = out / "cases" / name
         hr, lr, lr_path, details = _load_case(cfg, case, cfg.scale, folder)
@@ -258,6 +310,19 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
                     title=name)
         _write(out, results)
     return results
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse an --out that cannot become a folder: a file on its way, or no permission."""
+    existing = out
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            raise PssrError(f"--out {out} cannot be created: {existing} is a broken link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PssrError(f"--out {out} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PssrError(f"--out {out} cannot be written: permission denied in {existing}")
 
 
 def _write(out: Path, results: dict[str, Any]) -> None:

@@ -59,7 +59,8 @@ def normalize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return ((x.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)).astype(np.float32)
 
 
-def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype) -> np.ndarray:
+def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
+                out: np.ndarray | None = None) -> np.ndarray:
     """Inverse of :func:`normalize`, then rounded and clipped once to ``dtype``.
 
     Works through ``y`` in slabs of about a megabyte, so the affine map, the
@@ -67,10 +68,11 @@ def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype) -> n
     over memory instead of four, with the same float32 operations (and bytes).
     """
     dtype = np.dtype(dtype)
-    out = np.empty(y.shape, dtype)
+    if out is None:
+        out = np.empty(y.shape, dtype)
     scale, offset = np.float32(hi - lo), np.float32(lo)
     bounds = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else None
-    if y.ndim < 2 or y.flags.c_contiguous:
+    if y.ndim < 2 or (y.flags.c_contiguous and out.flags.c_contiguous):
         width = y.shape[-1] if y.ndim else 1
         _denormalize_2d(y.reshape(-1, width), out.reshape(-1, width), scale, offset, bounds)
         return out

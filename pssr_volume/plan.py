@@ -22,7 +22,7 @@ from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
-from pssr_volume.io.ome_zarr import check_paths, is_zarr_store, read_provenance
+from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths
 from pssr_volume.model import ModelInfo, describe, model_info
 from pssr_volume.models import bundled_model_path
 from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages, shard_shapes
@@ -42,7 +42,7 @@ class Job:
 
     input: InputVolume
     output: str
-    model_path: str
+    model_path: str | None  # None: no network, the input is copied (``convert``)
     model_sha: str
     device: str
     batch_size: int
@@ -67,6 +67,13 @@ class Plan:
     fingerprint: str
     notes: tuple[str, ...]
     shards: tuple[Shape3, ...] | None  # per level; None: unsharded (NGFF 0.4)
+
+    def layout(self) -> OutputLayout:
+        """How the output store is laid out."""
+        job = self.job
+        return OutputLayout(job.levels, job.chunk, self.shards, job.dtype,
+                            self.config.ngff_version, self.config.compression_level,
+                            name=self.model.config.name)
 
     def provenance(self) -> dict[str, Any]:
         """Group attributes recorded with the output."""
@@ -202,32 +209,6 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         dtype=volume.dtype,
     )
     plan = Plan(config, job, model, settings, fingerprint(settings), tuple(notes), shards)
-    check_output(plan)
+    check_output(config.output, resume=config.resume, overwrite=config.overwrite,
+                 fingerprint=plan.fingerprint, settings=settings)
     return plan
-
-
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
-def check_output(plan: Plan) -> None:
-    """Refuse an existing output unless ``--resume`` (same settings) or ``--overwrite``."""
-    out, cfg = plan.config.output, plan.config
-    if not out.exists():
-        return
-    if out.is_dir() and not any(out.iterdir()) and not cfg.resume:
-        return
-    if cfg.overwrite:
-        if not (out.is_dir() and (is_zarr_store(out) or not any(out.iterdir()))):
-            raise PssrError(f"refusing to overwrite {out}: it is not a Zarr store")
-        return
-    if not cfg.resume:
-        raise PssrError(f"output exists: {out} (use --resume to finish it or --overwrite to "
-                        "replace it)")
-    prov = read_provenance(out)
-    if prov is None or "fingerprint" not in prov:
-        raise PssrError(f"cannot resume: {out} is not a pssr-volume output")
-    if prov["fingerprint"] != plan.fingerprint:
-        changes = "; ".join(_diff(prov.get("settings", {}), plan.settings)) or "unknown"
-        raise PssrError(f"cannot resume {out}: settings differ from the first run ({changes})")

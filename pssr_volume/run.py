@@ -9,18 +9,16 @@ The library entry point behind the command line::
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from pathlib import Path
-
-from tqdm import tqdm
 
 from pssr_volume.cluster.executors import check_cluster, open_executor
 from pssr_volume.config import RunConfig
 from pssr_volume.engine import RunStats, execute
 from pssr_volume.errors import PssrError
-from pssr_volume.io.ome_zarr import create_output, read_provenance, remove_output, update_provenance
+from pssr_volume.io.ome_zarr import complete_output, open_output
 from pssr_volume.plan import Plan, make_plan
+from pssr_volume.progress import ProgressBar
 
 
 def _fmt(values: tuple | list, sep: str = "x") -> str:
@@ -46,23 +44,6 @@ def summary(plan: Plan) -> list[str]:
     ]
 
 
-class _Bar:
-    def __init__(self, enabled: bool):
-        self.enabled, self.bar = enabled, None
-
-    def start(self, total: int) -> None:
-        self.bar = tqdm(total=total, unit="task", desc="restoring", disable=not self.enabled,
-                        dynamic_ncols=True, smoothing=0.1)
-
-    def advance(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def prepare_output(plan: Plan, threads: int = 0) -> None:
     """Create the output store (after ``--overwrite`` removal), or reuse it on resume.
 
@@ -71,24 +52,15 @@ def prepare_output(plan: Plan, threads: int = 0) -> None:
     with another count is refused.
     """
     out: Path = plan.config.output
-    if plan.config.overwrite and out.exists():
-        remove_output(out)
-    prov = read_provenance(out)
-    if prov is not None:
-        first = prov.get("torch_threads", 0)
-        if plan.job.device == "cpu" and first and threads and first != threads:
+    first = open_output(out, plan.layout(), {**plan.provenance(), "torch_threads": threads},
+                        overwrite=plan.config.overwrite)
+    if first is not None:
+        before = first.get("torch_threads", 0)
+        if plan.job.device == "cpu" and before and threads and before != threads:
             raise PssrError(
-                f"cannot resume {out}: the first run used {first} torch thread(s) per worker, "
+                f"cannot resume {out}: the first run used {before} torch thread(s) per worker, "
                 f"this one {threads}; use the same --workers (or profile) as the first run"
             )
-        return
-    if out.is_dir():
-        out.rmdir()  # an empty directory (anything else was refused by the plan)
-    job = plan.job
-    create_output(out, job.levels, job.chunk, job.dtype, plan.config.ngff_version,
-                  plan.config.compression_level, name=plan.model.config.name,
-                  provenance={**plan.provenance(), "status": "running", "torch_threads": threads},
-                  shards=plan.shards)
 
 
 def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunStats:
@@ -110,11 +82,10 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunSt
             log(line)
         if ex.dashboard:
             log(f"cluster {config.cluster}: {ex.n_workers} worker(s), dashboard {ex.dashboard}")
-        bar = _Bar(config.progress)
+        bar = ProgressBar(config.progress, "restoring")
         try:
             stats = execute(plan.job, ex, bar)
         finally:
             bar.close()
-    update_provenance(config.output, status="complete",
-                      completed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    complete_output(config.output)
     return stats

@@ -97,7 +97,8 @@ def test_pyramid_and_chunks_match_run_layout(tmp_path, monkeypatch):
     source = write_h5(tmp_path / "v.h5", data, "/raw", resolution=[20.0, 8.0, 8.0])
     monkeypatch.setattr(convert_module, "TASK_BYTES", 8 * 2 * 32 * 32)  # 1-chunk tasks
     stats = convert(ConvertConfig(input=source, output=tmp_path / "o.ome.zarr",
-                                  chunk_shape=(2, 32, 32), levels=4, progress=False))
+                                  chunk_shape=(2, 32, 32), levels=4, progress=False,
+                                  cluster="sync"))
     out = tmp_path / "o.ome.zarr"
     levels = plan_levels((5, 100, 90), (20.0, 8.0, 8.0), 4)  # the pyramid `run` writes
     assert stats.levels == 4 and stats.tasks > 30
@@ -120,7 +121,8 @@ def test_memory_stays_bounded(tmp_path, monkeypatch):
     tracemalloc.start()
     try:
         convert(ConvertConfig(input=tmp_path / "big.zarr", output=tmp_path / "o.ome.zarr",
-                              voxel_size=(8, 8, 8), chunk_shape=(4, 128, 128), progress=False))
+                              voxel_size=(8, 8, 8), chunk_shape=(4, 128, 128), progress=False,
+                              cluster="sync"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -175,7 +177,7 @@ def test_convert_errors_are_one_line_and_write_nothing(tmp_path, cli, case):
     folder.mkdir()
     tifffile.imwrite(folder / "0.tif", em_like((1, 8, 8))[0])
     exists = tmp_path / "exists.ome.zarr"
-    convert(ConvertConfig(input=inp, output=exists, progress=False))
+    convert(ConvertConfig(input=inp, output=exists, progress=False, cluster="sync"))
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("keep")
@@ -200,7 +202,7 @@ def test_convert_errors_are_one_line_and_write_nothing(tmp_path, cli, case):
     assert digest(tmp_path) == before
 
 
-def test_read_failure_removes_the_partial_output(tmp_path, cli):
+def test_read_failure_keeps_a_resumable_output(tmp_path, cli):
     data = em_like((4, 64, 64))
     path = tmp_path / "c.tif"
     tifffile.imwrite(path, data, compression="zlib", photometric="minisblack")
@@ -210,10 +212,13 @@ def test_read_failure_removes_the_partial_output(tmp_path, cli):
         fh.seek(offset)
         fh.write(b"\xff" * count)
     code, _, err = cli("convert", path, tmp_path / "o.ome.zarr", "--chunk-shape", "1,64,64",
-                       "--no-progress")
+                       "--cluster", "sync", "--no-progress")
     errors = [line for line in err.splitlines() if line.startswith("Error")]
-    assert code != 0 and len(errors) == 1 and "Traceback" not in err
-    assert str(path) in errors[0] and not (tmp_path / "o.ome.zarr").exists()
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err
+    assert str(path) in errors[0] and "--resume" in errors[0]
+    prov = zarr.open_group(str(tmp_path / "o.ome.zarr"), mode="r").attrs["pssr_volume"]
+    assert prov["status"] == "running"  # the blocks before the bad page are kept
+    np.testing.assert_array_equal(_level(tmp_path / "o.ome.zarr")[:3], data[:3])
 
 
 def test_info_of_an_hdf5_dataset(tmp_path, cli):

@@ -40,7 +40,7 @@ def test_neuroglancer_renders_the_restored_volume(tmp_path, cli, models, schedul
                        "--cluster", scheduler, "--no-progress", "--levels", "2")
     assert code == 0, err
     convert(ConvertConfig(input=inp, output=tmp_path / "input-v2.ome.zarr", ngff_version="0.4",
-                          progress=False))
+                          progress=False, cluster="sync"))
     restored = zarr.open_array(str(tmp_path / "restored.ome.zarr" / "0"), mode="r")[...]
     assert restored.shape == (2, 192, 256)
     with serve_directory(tmp_path) as base, NeuroglancerBrowser() as ng:

@@ -72,7 +72,8 @@ def test_scale_translation_and_units(tmp_path, zarr_format):
 def test_converted_2d_image_and_unknown_units(tmp_path):
     data = em_like((1, 12, 10))
     convert(ConvertConfig(input=write_tiff(tmp_path / "i.tif", data, voxel=None),
-                          output=tmp_path / "i.ome.zarr", voxel_size=(1, 5, 5), progress=False))
+                          output=tmp_path / "i.ome.zarr", voxel_size=(1, 5, 5), progress=False,
+                          cluster="sync"))
     image = pssr_volume.open_ome_zarr(tmp_path / "i.ome.zarr")
     assert image.shape == (1, 12, 10) and image.attrs["pssr_volume"]["operation"] == "convert"
     np.testing.assert_allclose(image.x.values, 5.0 * np.arange(10))

@@ -3,8 +3,9 @@
 The input is read lazily one section at a time (any format
 :func:`~pssr_volume.io.inputs.open_input` reads) and written as it goes, so volumes
 larger than memory work. The output format follows the output name: ``.tif``/``.tiff``
-gives an ImageJ TIFF stack, ``.zarr`` (e.g. ``lr.ome.zarr``) a one-level OME-Zarr
-(NGFF 0.5, zarr v3). The voxel size is the input's with y and x multiplied by the scale.
+gives an ImageJ TIFF stack (an OME-TIFF for data types ImageJ lacks, such as float64),
+``.zarr`` (e.g. ``lr.ome.zarr``) a one-level OME-Zarr (NGFF 0.5, zarr v3). The voxel
+size is the input's with y and x multiplied by the scale.
 
 Intensities: integer volumes are degraded as ``value / dtype max`` (so an 8-bit image's
 grey levels are PSSR2's Poisson counts at peak 255) and written back in the same dtype
@@ -98,20 +99,50 @@ def degrade_sections(vol: InputVolume, pipeline: Pipeline, seed: int,
         yield grey.from_unit(lr)
 
 
-def _check_output(output: Path) -> str:
+def _check_output(output: Path, source: InputVolume) -> str:
     name = output.name.lower()
-    if output.exists():
+    src = Path(source.path).resolve()
+    where = output.resolve()
+    if where == src:
+        raise PssrError(f"output {output} is the input {source.path}; choose another name "
+                        "(the input is never replaced)")
+    if src.is_dir() and where.is_relative_to(src):
+        raise PssrError(f"output {output} is inside the input folder {source.path}; "
+                        "choose a place outside it (the input is never modified)")
+    if output.exists() or output.is_symlink():
         raise PssrError(f"output {output} exists; remove it or choose another name")
     if name.endswith((".tif", ".tiff")):
+        if not where.parent.is_dir():
+            raise PssrError(f"output {output}: its folder {where.parent} does not exist")
         return "tiff"
     if name.endswith(".zarr"):
         return "zarr"
     raise PssrError(f"output {output}: name it *.tif, *.tiff or *.zarr (e.g. lr.ome.zarr)")
 
 
+IMAGEJ_DTYPES = ("uint8", "uint16", "int16", "float32")  # what ImageJ TIFFs can hold
+
+
 def write_tiff_stack(path: Path, sections: Iterator[np.ndarray], shape: tuple[int, int, int],
                      dtype: str, voxel: tuple[float, float, float] | None) -> None:
-    """Write sections as an ImageJ TIFF stack (voxel size in nm if known)."""
+    """Write sections as an ImageJ TIFF stack (voxel size in nm if known).
+
+    Data types ImageJ cannot hold (float64, int32, uint32, int8, ...) are written
+    unchanged as an OME-TIFF instead, with the voxel size as ``PhysicalSize*``.
+    """
+    if np.dtype(dtype).kind not in "iuf":
+        raise PssrError(f"cannot write {path}: data type {dtype} is not supported in a TIFF "
+                        "stack here (integer or float only)")
+    if np.dtype(dtype).name not in IMAGEJ_DTYPES:
+        meta: dict[str, Any] = {"axes": "ZYX"}
+        if voxel is not None:
+            for axis, size in zip("ZYX", voxel, strict=True):
+                meta |= {f"PhysicalSize{axis}": size, f"PhysicalSize{axis}Unit": "nm"}
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        with tifffile.TiffWriter(path, ome=True, bigtiff=nbytes > 2**32 - 2**25) as tif:
+            tif.write(sections, shape=shape, dtype=dtype, photometric="minisblack",
+                      metadata=meta)
+        return
     kw: dict[str, Any] = {"metadata": {"axes": "ZYX"}}
     if voxel is not None:
         kw = {"resolution": (1 / voxel[2], 1 / voxel[1]),
@@ -158,7 +189,7 @@ def crappify_volume(config: CrappifyConfig,
     src, out = Path(config.input), Path(config.output)
     preset, scale, seed, voxel_size = config.preset, config.scale, config.seed, config.voxel_size
     vol = open_input(src)
-    kind = _check_output(out)
+    kind = _check_output(out, vol)
     pipeline = pipeline_for(preset, scale, seed)
     z, y, x = vol.shape
     if y < scale or x < scale:

@@ -111,9 +111,15 @@ def voxel_from_list(
 
 
 def check_dtype(dtype: Any, path: str) -> str:
-    """The NumPy name of a supported (bool, integer or float) data type."""
+    """The NumPy name of a supported (integer or float) data type.
+
+    Boolean volumes (masks) are refused: no command restores, degrades or scores them.
+    """
     dt = np.dtype(dtype)
-    if dt.kind not in "biuf":
+    if dt.kind == "b":
+        raise error(f"Input {path} has unsupported dtype bool (a mask?); only integer and "
+                    "float volumes are supported: save it as uint8 first.")
+    if dt.kind not in "iuf":
         raise error(f"Input {path} has data type {dt}, which is not supported.")
     return dt.name
 

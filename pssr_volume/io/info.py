@@ -17,7 +17,7 @@ from pssr_volume.io.inputs import open_input
 from pssr_volume.io.ome_zarr import read_provenance
 from pssr_volume.io.zarr_input import find_ome_parent, is_zarr, level_transform, multiscales
 
-__all__ = ["format_info", "volume_info"]
+__all__ = ["format_info", "run_status", "volume_info"]
 
 
 def volume_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -86,8 +86,25 @@ def _fmt(values: Any) -> str:
     return "x".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
+def run_status(info: dict[str, Any]) -> str | None:
+    """The ``status`` line's text for a pssr-volume output (None for other volumes).
+
+    An output whose provenance ``status`` is not ``complete`` was interrupted (or is
+    being written right now): ``run --resume`` finishes it.
+    """
+    prov = info.get("provenance")
+    if not isinstance(prov, dict) or "status" not in prov:
+        return None
+    status = str(prov["status"])
+    if status == "complete":
+        return status
+    return (f"{status} (unfinished: rerun with --resume to finish it, unless a run is "
+            "still writing it)")
+
+
 def format_info(info: dict[str, Any]) -> list[str]:
-    """Human-readable lines for :func:`volume_info`'s dict (provenance not included)."""
+    """Human-readable lines for :func:`volume_info`'s dict (provenance not included,
+    except a pssr-volume output's run status)."""
     lines = [
         info["summary"],
         f"path      {info['path']}",
@@ -103,5 +120,8 @@ def format_info(info: dict[str, Any]) -> list[str]:
             unit = next((u for u in reversed(lv["units"]) if u), "")
             lines.append(f"  {lv['path']:>4}  shape {_fmt(lv['shape']):<16} chunks "
                          f"{_fmt(lv['chunks']):<12} scale {_fmt(lv['scale'])} {unit}".rstrip())
+    status = run_status(info)
+    if status is not None:
+        lines.append(f"status    {status}")
     lines += [f"note      {n}" for n in info["notes"]]
     return lines

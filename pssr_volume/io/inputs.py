@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from pssr_volume.errors import PssrError
@@ -27,7 +28,10 @@ from pssr_volume.io.common import error, why
 from pssr_volume.io.tiff import TIFF_SUFFIXES
 from pssr_volume.io.volume import InputVolume, clear_handle_cache
 
-__all__ = ["InputVolume", "clear_handle_cache", "input_location", "open_input", "split_dataset"]
+__all__ = [
+    "InputVolume", "clear_handle_cache", "input_location", "open_input", "refuse_special",
+    "split_dataset",
+]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
@@ -94,9 +98,12 @@ def open_input(path: str | os.PathLike[str]) -> InputVolume:
         raise error(f"Input {p} cannot be accessed: permission denied.") from None
     except OSError as exc:
         raise error(f"Input {p} cannot be accessed: {why(exc)}") from exc
+    refuse_special(p, "Input")
     if not os.access(p, os.R_OK | (os.X_OK if is_dir else 0)):
         raise error(f"Input {p} is not readable: permission denied.")
     try:
+        if is_dir:
+            _refuse_special_inside(p)
         return _open_dir(p) if is_dir else _open_file(p, dataset)
     except PssrError:
         raise
@@ -104,6 +111,83 @@ def open_input(path: str | os.PathLike[str]) -> InputVolume:
         raise error(f"Permission denied while reading {exc.filename or p}.") from exc
     except Exception as exc:
         raise error(f"Could not open {p}: {why(exc)}") from exc
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+# metadata files the zarr and N5 readers read when opening a folder (and its parents)
+_METADATA = ("zarr.json", ".zarray", ".zgroup", ".zattrs", "attributes.json")
+# chunk files checked below a zarr or N5 input: enough for any test or hostile case, and
+# a bounded cost (a directory listing, no stat) for volumes with millions of chunks
+_SCAN_LIMIT = 200_000
+
+
+def refuse_special(path: str, what: str) -> None:
+    """Refuse a path that is neither a regular file nor a folder, without opening it.
+
+    Reading a FIFO blocks until something writes to it, and a device or socket is no
+    volume: such a path ends in a :class:`PssrError` naming it. A missing path passes
+    (the caller reports it).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
+    raise error(f"{what} {path} is {kind}, not a regular file or folder; "
+                "pssr-volume reads volumes only from regular files.")
+
+
+def _refuse_special_inside(folder: str) -> None:
+    """Refuse FIFOs, sockets and devices that opening or reading `folder` would read."""
+    from pssr_volume.io.n5 import is_n5
+    from pssr_volume.io.zarr_input import is_zarr
+
+    parents = [folder]
+    for _ in range(3):  # OME-Zarr levels are opened through their group, up to 3 levels up
+        parents.append(os.path.dirname(parents[-1]))
+    for where in (*parents, os.path.join(folder, "s0")):
+        for name in _METADATA:
+            refuse_special(os.path.join(where, name), "Metadata file")
+    if is_zarr(folder) or is_n5(folder):
+        _scan_chunks(folder)
+        _refuse_special_bdv_xml(folder)
+        return
+    with os.scandir(folder) as entries:  # a TIFF folder: every slice is opened
+        for e in entries:
+            slice_name = e.name.lower().endswith(TIFF_SUFFIXES) and not e.name.startswith(".")
+            if slice_name and not (e.is_file() or e.is_dir()):
+                refuse_special(e.path, "TIFF slice")
+
+
+def _scan_chunks(folder: str) -> None:
+    seen, todo = 0, [folder]
+    while todo and seen < _SCAN_LIMIT:
+        with os.scandir(todo.pop()) as entries:
+            for e in entries:
+                seen += 1
+                if e.is_dir():
+                    todo.append(e.path)
+                elif not e.is_file():  # a FIFO, socket, device or broken link
+                    refuse_special(e.path, "File")
+
+
+def _refuse_special_bdv_xml(folder: str) -> None:
+    """The BigDataViewer XML that the N5 reader looks for beside ``root.n5/setupN/tT/sK``."""
+    for where in (folder, os.path.join(folder, "s0")):
+        parts = os.path.normpath(where).split(os.sep)
+        if len(parts) >= 4 and parts[-3].startswith("setup") and parts[-1].startswith("s"):
+            beside = os.path.dirname(os.sep.join(parts[:-3]))
+            with os.scandir(beside) as entries:
+                for e in entries:
+                    if e.name.lower().endswith(".xml") and not e.is_file():
+                        refuse_special(e.path, "BigDataViewer XML")
 
 
 def _open_file(path: str, dataset: str | None) -> InputVolume:

@@ -1,16 +1,21 @@
-"""The OME-Zarr output: creating the store, its NGFF metadata, and provenance.
+"""The OME-Zarr output store: the one owner of checking, creating and finishing it.
 
-The only module that knows the NGFF versions: 0.5 on zarr v3 (default) or
-0.4 on zarr v2. Arrays are created once by the driver, then opened ``r+`` by
-workers, which each write whole chunks only. The metadata itself is written
-by ome-zarr-py, the reference implementation.
+Every command that writes an OME-Zarr (``run``, ``convert``, ``crappify``) goes through
+here: :func:`check_output` refuses an existing output unless it is resumed with the same
+settings or replaced with ``--overwrite`` (only a pssr-volume output or an empty folder
+is ever deleted); :func:`open_output` creates the store (or reuses it on resume);
+:func:`complete_output` marks it finished. The only module that knows the NGFF versions:
+0.5 on zarr v3 (default, sharded) or 0.4 on zarr v2. Arrays are created once by the
+driver; tasks write whole chunks or shards of them through :mod:`pssr_volume.io.levels`.
+The metadata itself is written by ome-zarr-py, the reference implementation.
 """
 
 from __future__ import annotations
 
-import functools
+import datetime
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -113,24 +118,86 @@ def update_provenance(path: str | Path, **updates: Any) -> None:
     group.attrs[PROVENANCE_KEY] = current
 
 
-@functools.lru_cache(maxsize=64)
-def open_level(path: str, level: str) -> zarr.Array:
-    """A level array opened for writing, cached per process."""
-    return zarr.open_array(str(Path(path) / level), mode="r+")
-
-
-@functools.lru_cache(maxsize=64)
-def open_level_readonly(path: str, level: str) -> zarr.Array:
-    """A level array opened read-only, cached per process."""
-    return zarr.open_array(str(Path(path) / level), mode="r")
+def _is_pssr_output(path: Path) -> bool:
+    return read_provenance(path) is not None
 
 
 def remove_output(path: Path) -> None:
-    """Delete an existing output for ``--overwrite``; only a zarr store or an
-    empty directory is ever deleted."""
-    if path.is_dir() and (is_zarr_store(path) or not any(path.iterdir())):
+    """Delete an existing output for ``--overwrite``: only a pssr-volume output (a Zarr
+    store with its provenance) or an empty directory is ever deleted."""
+    if path.is_dir() and (not any(path.iterdir()) or _is_pssr_output(path)):
         shutil.rmtree(path)
-        open_level.cache_clear()
-        open_level_readonly.cache_clear()
         return
-    raise PssrError(f"refusing to delete {path}: it is not a Zarr store")
+    what = "a Zarr store written by another tool" if is_zarr_store(path) else "not a Zarr store"
+    raise PssrError(f"refusing to delete {path}: it is {what}")
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def check_output(path: Path, *, resume: bool, overwrite: bool, fingerprint: str,
+                 settings: dict[str, Any], hint: str = "--resume to finish it or --overwrite "
+                 "to replace it") -> None:
+    """Refuse an existing output unless ``resume`` (same fingerprint) or ``overwrite``.
+
+    Writes nothing; run it before any work starts.
+    """
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()) and not resume:
+        return
+    if overwrite:
+        if not (path.is_dir() and (not any(path.iterdir()) or _is_pssr_output(path))):
+            what = ("a Zarr store written by another tool" if is_zarr_store(path)
+                    else "not a pssr-volume output")
+            raise PssrError(f"refusing to overwrite {path}: it is {what}")
+        return
+    if not resume:
+        raise PssrError(f"output exists: {path} (use {hint})")
+    prov = read_provenance(path)
+    if prov is None or "fingerprint" not in prov:
+        raise PssrError(f"cannot resume: {path} is not a pssr-volume output")
+    if prov["fingerprint"] != fingerprint:
+        changes = "; ".join(_diff(prov.get("settings", {}), settings)) or "unknown"
+        raise PssrError(f"cannot resume {path}: settings differ from the first run ({changes})")
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """What an output store holds: its levels and how they are stored."""
+
+    levels: tuple[Level, ...]
+    chunk: tuple[int, int, int]
+    shards: tuple[tuple[int, int, int], ...] | None
+    dtype: str
+    ngff_version: str = "0.5"
+    compression_level: int = 1
+    name: str = "image"
+
+
+def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
+                overwrite: bool = False) -> dict[str, Any] | None:
+    """Create the output store, after removing the old one for ``overwrite``; or, when it
+    exists with provenance (a resume that :func:`check_output` allowed), leave it as it is.
+
+    Returns the provenance of the first run when resuming, else ``None``.
+    """
+    if overwrite and path.exists():
+        remove_output(path)
+    prov = read_provenance(path)
+    if prov is not None:
+        return prov
+    if path.is_dir():
+        path.rmdir()  # an empty directory (anything else was refused by check_output)
+    create_output(path, layout.levels, layout.chunk, layout.dtype, layout.ngff_version,
+                  layout.compression_level, name=layout.name,
+                  provenance={**provenance, "status": "running"}, shards=layout.shards)
+    return None
+
+
+def complete_output(path: Path) -> None:
+    """Mark an output finished in its provenance."""
+    update_provenance(path, status="complete",
+                      completed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
