@@ -70,6 +70,7 @@ class ConvertPlan:
     settings: dict[str, Any]
     provenance: dict[str, Any]
     notes: tuple[str, ...]
+    complete: bool  # --resume of a finished output: nothing to do
 
 
 def plan_convert(config: ConvertConfig) -> ConvertPlan:
@@ -110,8 +111,8 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
         "compression": {"codec": "zstd", "level": c.compression_level},
     }
     ident = fingerprint(settings)
-    check_output(out, resume=c.resume, overwrite=c.overwrite, fingerprint=ident,
-                 settings=settings)
+    complete = check_output(out, resume=c.resume, overwrite=c.overwrite, fingerprint=ident,
+                            settings=settings)
     job = Job(
         input=vol, output=str(out.resolve()), model_path=None, model_sha="", device="cpu",
         batch_size=1, threads=0, grid=BlockGrid(vol.shape, 1, block, (0, 0, 0), 1),
@@ -131,7 +132,7 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     }
     layout = OutputLayout(levels, chunk, shards, vol.dtype, c.ngff_version, c.compression_level,
                           name=_name(vol))
-    return ConvertPlan(job, layout, settings, provenance, tuple(notes))
+    return ConvertPlan(job, layout, settings, provenance, tuple(notes), complete)
 
 
 def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None) -> ConvertStats:
@@ -159,9 +160,12 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None) 
     cluster = check_cluster(config)
     plan = plan_convert(config)
     job, out = plan.job, Path(config.output)
+    vol, top = job.input, job.levels
+    if plan.complete:
+        log(f"{out} is complete: nothing to resume")
+        return ConvertStats(str(out), vol.shape, vol.dtype, top[0].voxel_size, len(top), 0, 0.0)
     for note in plan.notes:
         log(note if note.startswith("warning") else f"note: {note}")
-    vol, top = job.input, job.levels
     log(f"input   {vol.source}: {vol.kind} {_fmt(vol.shape)} {vol.dtype}, voxel "
         f"{_fmt(top[0].voxel_size)} nm")
     log(f"output  {out}: {len(top)} levels (to {_fmt(top[-1].shape)}), chunks "

@@ -10,7 +10,9 @@ teravoxel run to a handful of files.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -48,6 +50,12 @@ class Journal:
                 os.write(fd, line)
             finally:
                 os.close(fd)
+
+    def remove(self) -> None:
+        """Delete the logs (the run is complete: nothing is left to resume)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.dir.parent.rmdir()  # the state folder, when nothing else is in it
 
     def done(self) -> set[str]:
         """Keys of all tasks recorded as done, by any process."""

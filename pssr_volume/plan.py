@@ -67,6 +67,7 @@ class Plan:
     fingerprint: str
     notes: tuple[str, ...]
     shards: tuple[Shape3, ...] | None  # per level; None: unsharded (NGFF 0.4)
+    complete: bool = False  # --resume of a finished output: nothing to do
 
     def layout(self) -> OutputLayout:
         """How the output store is laid out."""
@@ -208,7 +209,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         grid=grid, blend=config.blend, norm=norm, levels=levels, stages=stages, chunk=chunk,
         dtype=volume.dtype,
     )
-    plan = Plan(config, job, model, settings, fingerprint(settings), tuple(notes), shards)
-    check_output(config.output, resume=config.resume, overwrite=config.overwrite,
-                 fingerprint=plan.fingerprint, settings=settings)
-    return plan
+    ident = fingerprint(settings)
+    complete = check_output(config.output, resume=config.resume, overwrite=config.overwrite,
+                            fingerprint=ident, settings=settings)
+    return Plan(config, job, model, settings, ident, tuple(notes), shards, complete)

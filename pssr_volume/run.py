@@ -74,6 +74,10 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunSt
     """
     cluster = check_cluster(config)  # profile, GPU, SLURM: fail before any work
     plan = make_plan(config, cluster)
+    if plan.complete:
+        log(f"{config.output} is complete: nothing to resume")
+        n = len(plan.job.grid)
+        return RunStats(blocks_total=n, blocks_skipped=n)
     with open_executor(cluster) as ex:
         prepare_output(plan, cluster.threads)
         for note in plan.notes:

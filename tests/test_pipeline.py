@@ -18,6 +18,7 @@ from whole_volume import predict_whole
 from pssr_volume.config import RunConfig
 from pssr_volume.engine import block_key
 from pssr_volume.errors import PssrError
+from pssr_volume.io.ome_zarr import update_provenance
 from pssr_volume.journal import Journal
 from pssr_volume.plan import make_plan
 from pssr_volume.run import run
@@ -111,13 +112,15 @@ def test_resume_recomputes_only_missing_blocks_with_identical_bytes(tmp_path, mo
                               block_shape=(1, 64, 64), levels=3)
     assert stats.blocks_done == 2 * 4 * 4
     levels = {k: out[k][:] for k in ("0", "1", "2")}
-    # simulate a killed run: forget 5 blocks and destroy their level-0 data
     journal = Journal(cfg.output)
+    assert not journal.dir.exists()  # a complete output keeps no journal
+    # simulate a killed run: a journal that misses 5 blocks, their level-0 data destroyed
     lost = [(0, 0, 0), (0, 1, 2), (1, 3, 3), (1, 2, 0), (0, 3, 1)]
-    keep = sorted(journal.done() - {block_key(i) for i in lost})
-    for f in journal.dir.glob("*.log"):
-        f.unlink()
+    grid = make_plan(cfg.model_copy(update={"output": tmp_path / "x"})).job.grid
+    keep = sorted({block_key(i) for i in grid.indices()} - {block_key(i) for i in lost})
+    journal.dir.mkdir(parents=True)
     (journal.dir / "survivor.log").write_text("".join(k + "\n" for k in keep))
+    update_provenance(cfg.output, status="running")
     arr = zarr.open_array(str(cfg.output / "0"), mode="r+")
     for z, y, x in lost:
         arr[z, y * 64:(y + 1) * 64, x * 64:(x + 1) * 64] = 0
@@ -128,7 +131,8 @@ def test_resume_recomputes_only_missing_blocks_with_identical_bytes(tmp_path, mo
     for k, v in levels.items():
         np.testing.assert_array_equal(again[k][:], v)
     # resuming a finished run does nothing
-    assert run(cfg.model_copy(update={"resume": True})).blocks_done == 0
+    again = run(cfg.model_copy(update={"resume": True}))
+    assert again.blocks_done == 0 and again.blocks_skipped == stats.blocks_done
 
 
 def test_resume_refuses_other_settings(tmp_path, models, scheduler):

@@ -26,6 +26,7 @@ from ome_zarr.writer import write_multiscales_metadata
 from zarr.codecs import ZstdCodec
 
 from pssr_volume.errors import PssrError
+from pssr_volume.journal import Journal
 from pssr_volume.pyramid import Level
 
 PROVENANCE_KEY = "pssr_volume"
@@ -139,21 +140,22 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def check_output(path: Path, *, resume: bool, overwrite: bool, fingerprint: str,
                  settings: dict[str, Any], hint: str = "--resume to finish it or --overwrite "
-                 "to replace it") -> None:
+                 "to replace it") -> bool:
     """Refuse an existing output unless ``resume`` (same fingerprint) or ``overwrite``.
 
-    Writes nothing; run it before any work starts.
+    Writes nothing; run it before any work starts. Returns whether the output is a
+    finished one that ``resume`` asked for: nothing is left to do then.
     """
     if not path.exists():
-        return
+        return False
     if path.is_dir() and not any(path.iterdir()) and not resume:
-        return
+        return False
     if overwrite:
         if not (path.is_dir() and (not any(path.iterdir()) or _is_pssr_output(path))):
             what = ("a Zarr store written by another tool" if is_zarr_store(path)
                     else "not a pssr-volume output")
             raise PssrError(f"refusing to overwrite {path}: it is {what}")
-        return
+        return False
     if not resume:
         raise PssrError(f"output exists: {path} (use {hint})")
     prov = read_provenance(path)
@@ -162,6 +164,7 @@ def check_output(path: Path, *, resume: bool, overwrite: bool, fingerprint: str,
     if prov["fingerprint"] != fingerprint:
         changes = "; ".join(_diff(prov.get("settings", {}), settings)) or "unknown"
         raise PssrError(f"cannot resume {path}: settings differ from the first run ({changes})")
+    return prov.get("status") == "complete"
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,8 @@ def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
 
 
 def complete_output(path: Path) -> None:
-    """Mark an output finished in its provenance."""
+    """Mark an output finished in its provenance, then delete its journal (no folder of
+    ours is left inside a finished output)."""
     update_provenance(path, status="complete",
                       completed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    Journal(path).remove()
