@@ -318,6 +318,9 @@ def demo(**kwargs: Any) -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (local cluster).")
 @click.option("--profile", type=click.Path(path_type=Path), default=None,
               help="Cluster profile YAML (see workflows/).")
+@click.option("--downsample", type=choices(ConvertConfig, "downsample"), default=None,
+              help="How the pyramid pools: mean, mode (label-safe) or nearest. Default: mode "
+                   "for 32- and 64-bit integer volumes (labels), mean otherwise.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted conversion (same settings).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--progress/--no-progress", default=True, show_default=True)

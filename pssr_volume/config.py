@@ -241,7 +241,10 @@ class EvaluateConfig(Strict):
 
 class ConvertConfig(JobConfig):
     """Everything ``pssr-volume convert`` needs (any input to a multiscale OME-Zarr, on the
-    block engine: the same clusters, ``--resume`` and shards as ``run``)."""
+    block engine: the same clusters, ``--resume`` and shards as ``run``). ``downsample``
+    ``None``: ``mode`` for 32- and 64-bit integer volumes (labels), else ``mean``."""
+
+    downsample: Literal["mean", "mode", "nearest"] | None = None
 
 
 class CrappifyConfig(Strict):

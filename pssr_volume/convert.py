@@ -93,6 +93,8 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     block = c.block_shape or _task_shape(vol.shape, chunk, np.dtype(vol.dtype).itemsize)
     check_chunking(block, chunk, c.shard_shape)
     levels = plan_levels(vol.shape, voxel, c.levels)
+    dt = np.dtype(vol.dtype)
+    method = c.downsample or ("mode" if dt.kind in "iu" and dt.itemsize >= 4 else "mean")
     stages = plan_stages(levels, block, chunk)
     shards = shard_shapes(levels, stages, chunk, c.shard_shape) if c.ngff_version == "0.5" \
         else None
@@ -107,6 +109,7 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
         "levels": [{"path": lv.path, "shape": list(lv.shape), "voxel_size_nm": list(lv.voxel_size)}
                    for lv in levels],
         "dtype": vol.dtype,
+        "downsample": method,
         "ngff_version": c.ngff_version,
         "compression": {"codec": "zstd", "level": c.compression_level},
     }
@@ -117,7 +120,7 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
         input=vol, output=str(out.resolve()), model_path=None, model_sha="", device="cpu",
         batch_size=1, threads=0, grid=BlockGrid(vol.shape, 1, block, (0, 0, 0), 1),
         blend="crop", norm=(0.0, 1.0), levels=levels, stages=stages, chunk=chunk,
-        dtype=vol.dtype,
+        dtype=vol.dtype, downsample=method,
     )
     provenance = {
         "software": "pssr-volume",
@@ -131,7 +134,7 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
         "command": c.model_dump(mode="json"),
     }
     layout = OutputLayout(levels, chunk, shards, vol.dtype, c.ngff_version, c.compression_level,
-                          name=_name(vol))
+                          name=_name(vol), downsample=method)
     return ConvertPlan(job, layout, settings, provenance, tuple(notes), complete)
 
 

@@ -122,8 +122,10 @@ def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
     for k in range(level + 1, last + 1):
         lv = job.levels[k]
         with _stage(times, "pyramid"):
-            data = pooled if k == level + 1 and pooled is not None else downsample(data,
-                                                                                   lv.factors)
+            if k == level + 1 and pooled is not None:
+                data = pooled
+            else:
+                data = downsample(data, lv.factors, job.downsample)
             region = child_region(region, lv.factors, lv.shape)
         with _stage(times, "write"):
             writes.append(start_write(job.output, lv.path, region, data))
@@ -218,7 +220,7 @@ def pyramid_task(job: Job, stage: int, region: Box) -> tuple[Box, Times]:
         data = read_region(job.output, src.path, parent)
     with _stage(times, "pyramid"):
         for k in range(st.source + 1, st.first + 1):
-            data = downsample(data, job.levels[k].factors)
+            data = downsample(data, job.levels[k].factors, job.downsample)
     write_levels(job, st.first, region, data, st.last, times)
     Journal(job.output).mark(pyramid_key(st.first, region))
     return region, times

@@ -25,7 +25,14 @@ from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths
 from pssr_volume.model import ModelInfo, describe, model_info
 from pssr_volume.models import bundled_model_path
-from pssr_volume.pyramid import Level, Stage, plan_levels, plan_stages, shard_shapes
+from pssr_volume.pyramid import (
+    Downsampling,
+    Level,
+    Stage,
+    plan_levels,
+    plan_stages,
+    shard_shapes,
+)
 
 if TYPE_CHECKING:
     from pssr_volume.cluster.executors import ClusterSpec
@@ -54,6 +61,7 @@ class Job:
     stages: tuple[Stage, ...]
     chunk: Shape3
     dtype: str
+    downsample: Downsampling = "mean"  # how the pyramid pools (labels: "mode")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -85,9 +86,15 @@ def _accumulator(dtype: np.dtype, n: int) -> np.dtype:
     return np.dtype(np.uint64 if dtype.kind == "u" else np.int64)
 
 
-def downsample(data: np.ndarray, factors: Shape3) -> np.ndarray:
-    """Mean-pool ``data`` by ``factors`` (z, y, x), each 1 or 2.
+Downsampling = Literal["mean", "mode", "nearest"]
 
+
+def downsample(data: np.ndarray, factors: Shape3, method: Downsampling = "mean") -> np.ndarray:
+    """Pool ``data`` by ``factors`` (z, y, x), each 1 or 2: ``mean`` (intensities),
+    ``mode`` (the most frequent value of each cell, the lowest on a tie: label-safe, every
+    value is one of the cell's) or ``nearest`` (each cell's first voxel).
+
+    Mean pooling:
     Trailing partial cells average only the voxels they have (edge
     replication). Integer data is rounded half up and keeps its dtype. The
     cells are summed by adding strided views pairwise in a wide enough
@@ -98,6 +105,10 @@ def downsample(data: np.ndarray, factors: Shape3) -> np.ndarray:
         return data
     if any(f not in (1, 2) for f in factors):
         raise ValueError(f"pooling factors must be 1 or 2, got {factors}")
+    if method == "nearest":
+        return np.ascontiguousarray(data[:: factors[0], :: factors[1], :: factors[2]])
+    if method == "mode":
+        return _mode(data, factors)
     pad = [(0, -n % f) for n, f in zip(data.shape, factors)]
     if any(p for _, p in pad):
         data = np.pad(data, pad, mode="edge")
@@ -122,6 +133,23 @@ def downsample(data: np.ndarray, factors: Shape3) -> np.ndarray:
     acc += acc_type.type(n // 2)
     acc >>= acc_type.type(n.bit_length() - 1)  # n is a power of two: floor division by n
     return acc.astype(data.dtype, copy=False)
+
+
+def _mode(data: np.ndarray, factors: Shape3) -> np.ndarray:
+    pad = [(0, -n % f) for n, f in zip(data.shape, factors)]
+    if any(p for _, p in pad):
+        data = np.pad(data, pad, mode="edge")
+    fz, fy, fx = factors
+    cells = [data[a::fz, b::fy, c::fx] for a in range(fz) for b in range(fy) for c in range(fx)]
+    best, best_count = cells[0].copy(), np.zeros(cells[0].shape, np.int8)
+    for v in cells:  # at most 8 values per cell: count each one's copies in its cell
+        count = np.zeros(v.shape, np.int8)
+        for w in cells:
+            count += v == w
+        better = (count > best_count) | ((count == best_count) & (v < best))
+        best[better] = v[better]
+        best_count[better] = count[better]
+    return best
 
 
 def cumulative(levels: tuple[Level, ...], start: int, stop: int) -> Shape3:

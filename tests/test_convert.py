@@ -230,3 +230,34 @@ def test_info_of_an_hdf5_dataset(tmp_path, cli):
     assert "chunks    2x16x16" in text and "voxel     40x4x4 nm" in text
     code, _, err = cli("info", f"{tmp_path / 'v.h5'}:/missing")
     assert_clean_failure(code, err)
+
+
+@pytest.mark.parametrize(("dtype", "flag", "method"), [
+    ("uint64", None, "mode"), ("int32", None, "mode"), ("uint8", None, "mean"),
+    ("uint16", "nearest", "nearest"), ("uint64", "mean", "mean"),
+])
+def test_labels_pool_to_label_values(tmp_path, cli, dtype, flag, method):
+    """A label volume (ids {7, 1000000} and a few others) keeps its ids at every level with
+    the default pooling for 32- and 64-bit integers; the method is in the metadata."""
+    rng = np.random.default_rng(3)
+    big = np.dtype(dtype).itemsize >= 4
+    ids = np.array([7, 1000000, 2**31 - 5, 12] if big else [7, 200, 101, 12], dtype=dtype)
+    labels = ids[rng.integers(0, len(ids), (3, 64, 48))]
+    src = zarr.create_array(tmp_path / "labels.zarr", shape=labels.shape, chunks=(1, 32, 32),
+                            dtype=dtype, zarr_format=2)
+    src[...] = labels
+    out = tmp_path / "o.ome.zarr"
+    extra = ["--downsample", flag] if flag else []
+    code, _, err = cli("convert", tmp_path / "labels.zarr", out, "--voxel-size", "8,8,8",
+                       "--chunk-shape", "1,16,16", "--levels", "3", "--cluster", "sync",
+                       "--no-progress", *extra)
+    assert code == 0, err
+    level0 = set(np.unique(_level(out, 0)).tolist())
+    assert level0 == set(np.unique(labels).tolist())
+    pooled = [set(np.unique(_level(out, k)).tolist()) for k in (1, 2)]
+    if method == "mean":
+        assert any(not p <= level0 for p in pooled)  # means invent values between ids
+    else:
+        assert all(p <= level0 for p in pooled)
+    meta = zarr.open_group(str(out), mode="r").attrs["ome"]["multiscales"][0]["metadata"]
+    assert meta["kwargs"]["method"] == method

@@ -56,7 +56,8 @@ def check_paths(input_path: Path, output: Path) -> None:
 def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int, int, int],
                   dtype: str, ngff_version: str = "0.5", compression_level: int = 1,
                   name: str = "restored", provenance: dict[str, Any] | None = None,
-                  shards: tuple[tuple[int, int, int], ...] | None = None) -> None:
+                  shards: tuple[tuple[int, int, int], ...] | None = None,
+                  downsample: str = "mean") -> None:
     """Create an empty multiscale OME-Zarr image with one array per level.
 
     Every level uses ``chunk`` and zstd at ``compression_level``; the metadata
@@ -94,7 +95,8 @@ def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int,
     ]
     write_multiscales_metadata(
         group, datasets, fmt=FormatV05() if v3 else FormatV04(), axes=AXES, name=name,
-        metadata={"method": "mean pooling (pssr_volume.pyramid.downsample)"},
+        metadata={"method": f"pssr_volume.pyramid.downsample ({downsample})",
+                  "kwargs": {"method": downsample}},
     )
     if provenance is not None:
         group.attrs[PROVENANCE_KEY] = json.loads(json.dumps(provenance))
@@ -178,6 +180,7 @@ class OutputLayout:
     ngff_version: str = "0.5"
     compression_level: int = 1
     name: str = "image"
+    downsample: str = "mean"
 
 
 def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
@@ -196,7 +199,8 @@ def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
         path.rmdir()  # an empty directory (anything else was refused by check_output)
     create_output(path, layout.levels, layout.chunk, layout.dtype, layout.ngff_version,
                   layout.compression_level, name=layout.name,
-                  provenance={**provenance, "status": "running"}, shards=layout.shards)
+                  provenance={**provenance, "status": "running"}, shards=layout.shards,
+                  downsample=layout.downsample)
     return None
 
 
