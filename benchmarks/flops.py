@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from pssr_volume.config import ModelConfig
+from pssr_volume.nets.cost import gflop_per_out_mpx
 from pssr_volume.nets.registry import build
 
 
@@ -64,15 +64,6 @@ def make(architecture: str, scale: int = 4, in_slices: int = 1,
 def count_params(module: torch.nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def gflop_per_out_mpx(module: torch.nn.Module, in_slices: int, scale: int, tile: int) -> float:
-    """GFLOP per output megapixel of one forward pass on a ``tile``-square input."""
-    x = torch.zeros(1, in_slices, tile, tile)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        module(x)
-    return counter.get_total_flops() / (scale * tile) ** 2 / 1e3
 
 
 def cost(architecture: str, scale: int = 4, in_slices: int = 1,

@@ -52,6 +52,24 @@ class Numbers(click.ParamType):
         return numbers
 
 
+class Ranges(click.ParamType):
+    """``Z0:Z1,Y0:Y1,X0:X1`` voxel ranges."""
+
+    name = "Z0:Z1,Y0:Y1,X0:X1"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split(",")
+        try:
+            ranges = tuple((int(a), int(b)) for a, _, b in (p.partition(":") for p in parts))
+        except ValueError:
+            self.fail(f"expected Z0:Z1,Y0:Y1,X0:X1 (integers), got {value!r}", param, ctx)
+        if len(ranges) != 3:
+            self.fail(f"expected three ranges Z0:Z1,Y0:Y1,X0:X1, got {value!r}", param, ctx)
+        return ranges
+
+
 def default(model: type[BaseModel], field: str) -> Any:
     """A config model's default for ``field`` (the command line repeats none)."""
     return model.model_fields[field].default
@@ -127,6 +145,10 @@ def cli() -> None:
               help="0.5 writes zarr v3, 0.4 zarr v2.")
 @click.option("--compression-level", type=int, default=default(RunConfig, "compression_level"),
               show_default=True, help="zstd level of the output chunks.")
+@click.option("--roi", type=Ranges(), default=None,
+              help="Restore only this sub-volume (input voxels, Z0:Z1,Y0:Y1,X0:X1).")
+@click.option("--dry-run", is_flag=True,
+              help="Check everything and print the plan and its cost; write nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(**kwargs: Any) -> None:
     """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr, N5, file.h5:/dataset, MRC)
@@ -135,6 +157,9 @@ def run(**kwargs: Any) -> None:
 
     config = RunConfig(**kwargs)
     stats = run_restore(config, log=_echo)
+    if config.dry_run:
+        _echo("dry run: nothing was written")
+        return
     _echo(
         f"done: {stats.blocks_done} block(s) restored, {stats.blocks_skipped} already done, "
         f"{stats.pyramid_tasks} pyramid task(s), {stats.seconds:.1f} s "

@@ -160,6 +160,17 @@ class RunConfig(JobConfig):
     halo: Halo | None = None
     blend: BlendMode = "crop"
     batch_size: int = Field(8, ge=1)
+    roi: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
+    dry_run: bool = False
+
+    @field_validator("roi")
+    @classmethod
+    def _ordered_roi(cls, v: tuple[tuple[int, int], ...] | None
+                     ) -> tuple[tuple[int, int], ...] | None:
+        if v is not None and any(not 0 <= a < b for a, b in v):
+            raise ValueError("each range must be START:STOP with 0 <= START < STOP, got "
+                             + ",".join(f"{a}:{b}" for a, b in v))
+        return v
 
 
 class TrainConfig(Strict):

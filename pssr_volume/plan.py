@@ -166,6 +166,9 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     volume = open_input(config.input)  # a missing input: "input not found: PATH"
     check_paths(input_location(config.input), config.output)  # file.h5:/dataset -> file.h5
     notes.extend(volume.notes)
+    whole = volume  # the intensity range comes from the whole volume, also for a --roi
+    if config.roi is not None:
+        volume = volume.with_roi(config.roi)
     model = _resolve_model(config)
     if model.config.in_slices > 1 and volume.shape[0] == 1:
         notes.append("a multi-section model on a single section: neighbours are reflections")
@@ -173,8 +176,11 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     voxel = _voxel_size(config, volume, notes)
     s = model.config.scale
     out_voxel = (voxel[0], voxel[1] / s, voxel[2] / s)
-    # voxel centres: output voxel j sits at input coordinate (j + 0.5) / s - 0.5
-    shift = (0.0, -(s - 1) / 2 * out_voxel[1], -(s - 1) / 2 * out_voxel[2])
+    # voxel centres: output voxel j sits at input coordinate (j + 0.5) / s - 0.5; a region
+    # of interest starts at its first input voxel
+    o = volume.origin
+    shift = (o[0] * voxel[0], o[1] * voxel[1] - (s - 1) / 2 * out_voxel[1],
+             o[2] * voxel[2] - (s - 1) / 2 * out_voxel[2])
     levels = plan_levels(grid.out_shape, out_voxel, config.levels, translation=shift)
     stages = plan_stages(levels, grid.block, chunk)
     shards = None
@@ -183,7 +189,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     norm_cfg = model.config.normalization
     sample = None
     if norm_cfg.mode == "percentile":
-        sample = sample_volume(volume.read, volume.shape)
+        sample = sample_volume(whole.read, whole.shape)
     norm = intensity_range(norm_cfg, sample)
     if cluster is None:
         device, threads = choose_device(config.device, config.cluster), 0
@@ -195,6 +201,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         "model_sha256": model.sha256,
         "input": {"path": volume.path, "array": volume.array_path,
                   "shape": list(volume.shape), "dtype": volume.dtype},
+        "roi": None if config.roi is None else [list(r) for r in config.roi],
         "input_voxel_size_nm": list(voxel),
         "scale": model.config.scale,
         "block_shape": list(grid.block),

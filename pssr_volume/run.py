@@ -16,6 +16,7 @@ from pssr_volume.cluster.executors import check_cluster, open_executor
 from pssr_volume.config import RunConfig
 from pssr_volume.engine import RunStats, execute
 from pssr_volume.errors import PssrError
+from pssr_volume.estimate import describe, estimate
 from pssr_volume.io.ome_zarr import complete_output, open_output
 from pssr_volume.plan import Plan, make_plan
 from pssr_volume.progress import ProgressBar
@@ -74,6 +75,12 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunSt
     """
     cluster = check_cluster(config)  # profile, GPU, SLURM: fail before any work
     plan = make_plan(config, cluster)
+    if config.dry_run:
+        for line in [*(f"note: {n}" for n in plan.notes), *summary(plan),
+                     *describe(estimate(plan))]:
+            log(line)
+        n = len(plan.job.grid)
+        return RunStats(blocks_total=n)
     if plan.complete:
         log(f"{config.output} is complete: nothing to resume")
         n = len(plan.job.grid)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -68,6 +68,11 @@ class InputVolume:
         Human-readable warnings found while opening.
     chunks : tuple of int or None
         Storage chunk shape ``(z, y, x)`` when the format is chunked.
+    origin : tuple of int
+        Where this volume starts in the file (a region of interest, see :meth:`with_roi`);
+        ``shape`` is then the region's shape.
+    file_shape : tuple of int or None
+        The whole array's shape when this is a region of it.
     """
 
     path: str
@@ -78,6 +83,30 @@ class InputVolume:
     array_path: str | None = None
     notes: tuple[str, ...] = ()
     chunks: Shape3 | None = None
+    origin: Shape3 = (0, 0, 0)
+    file_shape: Shape3 | None = None
+
+    def with_roi(self, roi: tuple[tuple[int, int], ...]) -> InputVolume:
+        """This volume restricted to ``roi`` (``(start, stop)`` per axis, in its voxels).
+
+        Raises
+        ------
+        PssrError
+            If the region is empty or reaches outside the volume.
+        """
+        if len(roi) != 3 or any(not 0 <= a < b <= n for (a, b), n in zip(roi, self.shape)):
+            box = ",".join(f"{a}:{b}" for a, b in roi)
+            raise PssrError(f"--roi {box} is not inside the input's shape "
+                            f"{'x'.join(map(str, self.shape))} (z, y, x), or is empty")
+        origin = tuple(o + a for o, (a, _) in zip(self.origin, roi))
+        shape = tuple(b - a for a, b in roi)
+        return replace(self, shape=shape, origin=origin,  # type: ignore[arg-type]
+                       file_shape=self.file_shape or self.shape)
+
+    def _whole(self) -> InputVolume:
+        if self.file_shape is None:
+            return self
+        return replace(self, shape=self.file_shape, origin=(0, 0, 0), file_shape=None)
 
     @property
     def source(self) -> str:
@@ -110,8 +139,11 @@ class InputVolume:
             If the data can no longer be read (file changed, removed or corrupt).
         """
         zs, ys, xs = check_region(region, self.shape)
+        oz, oy, ox = self.origin
+        if oz or oy or ox:
+            zs, ys, xs = (slice(s.start + o, s.stop + o) for s, o in zip((zs, ys, xs), self.origin))
         try:
-            data = _get_handle(self).read(zs, ys, xs)
+            data = _get_handle(self._whole()).read(zs, ys, xs)
         except PssrError:
             raise
         except Exception as exc:
