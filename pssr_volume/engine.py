@@ -43,7 +43,7 @@ from pssr_volume.intensity import normalize
 from pssr_volume.io.levels import read_region, start_write, write_all
 from pssr_volume.journal import Journal
 from pssr_volume.plan import Job
-from pssr_volume.predict import get_predictor
+from pssr_volume.predict import can_finish, get_predictor
 from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region, task_regions
 
 Index = tuple[int, int, int]
@@ -86,9 +86,11 @@ def read_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
         return normalize(data, *job.norm)
 
 
-def predict_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
-    """Network output for an input tile: ``(nz, scale*ty, scale*tx)`` float32,
-    one output section per input section that has full z context."""
+def predict_tile(job: Job, tile: Box, times: Times | None = None,
+                 finish: bool = False) -> np.ndarray:
+    """Network output for an input tile: ``(nz, scale*ty, scale*tx)`` float32, one output
+    section per input section that has full z context; with ``finish``, already mapped
+    back, rounded and clipped to the output dtype on the device."""
     x = read_tile(job, tile, times)
     with _stage(times, "network"):
         k = 2 * job.grid.halo[0] + 1
@@ -96,13 +98,14 @@ def predict_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
         tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
         assert job.model_path is not None  # a job with a network
         predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
-        return predictor(tiles, job.batch_size)
+        return predictor(tiles, job.batch_size, (*job.norm, job.dtype) if finish else None)
 
 
-def predict_block(job: Job, index: Index, times: Times | None = None) -> tuple[Box, np.ndarray]:
+def predict_block(job: Job, index: Index, times: Times | None = None,
+                  finish: bool = False) -> tuple[Box, np.ndarray]:
     """The block's prediction over the output box it predicts (clipped to the volume)."""
     block = job.grid.block_at(index)
-    pred = predict_tile(job, block.tile, times)
+    pred = predict_tile(job, block.tile, times, finish)
     s = job.grid.scale
     origin = (block.write[0][0], block.tile[1][0] * s, block.tile[2][0] * s)
     box = block.predicted(s, job.grid.out_shape)
@@ -151,7 +154,9 @@ def process_block(job: Job, index: Index) -> tuple[Index, Times]:
     block and the seconds it spent per stage."""
     times: Times = {}
     block = job.grid.block_at(index)
-    box, pred = predict_block(job, index, times)
+    # on a GPU, round and clip there and copy back only the output bytes
+    on_device = job.device.startswith("cuda") and can_finish(job.dtype)
+    box, pred = predict_block(job, index, times, finish=on_device)
     keep = pred[box_slices(block.write, tuple(a for a, _ in box))]
     return _finish_block(job, index, keep, times)
 

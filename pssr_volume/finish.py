@@ -27,6 +27,9 @@ def finish(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
     """``(level, pooled)``: ``values`` (z, y, x) as stored voxels, and those pooled by
     ``factors`` (``None``: no next level)."""
     dtype = np.dtype(dtype)
+    if values.dtype == dtype and dtype.kind != "f":  # finished on the device already
+        done = np.ascontiguousarray(values)
+        return done, None if factors is None else downsample(done, factors)
     out = np.empty(values.shape, dtype)
     if factors is None:
         return denormalize_into(values, lo, hi, out), None

@@ -110,3 +110,26 @@ def test_bad_model_files(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(good.read_bytes()[:5000])
     with pytest.raises(PssrError):
         load_model(tmp_path / "cut.safetensors")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "float32"])
+def test_finishing_in_torch_gives_the_bytes_of_the_numpy_path(tmp_path, dtype):
+    """What a GPU does with ``finish`` (map back, round, clip, cast in torch), run here on
+    the CPU: the same bytes as the CPU path's :func:`denormalize`."""
+    from pssr_volume.intensity import denormalize
+    from pssr_volume.predict import Predictor
+
+    torch.manual_seed(1)
+    net = FastUNet(width=8)
+    with torch.no_grad():
+        net.tail.weight.normal_(0, 0.3)
+    path = save_model(tmp_path / "m.safetensors", net,
+                      ModelConfig(name="m", architecture="pssr-fast", arch_args={"width": 8}))
+    predictor = Predictor(str(path))
+    tiles = np.random.default_rng(0).random((3, 1, 24, 20), dtype=np.float32)
+    lo, hi = (3.0, 250.0) if dtype != "int16" else (-900.0, 31000.0)
+    for batch in (2, 8):
+        floats = predictor(tiles, batch)
+        done = predictor(tiles, batch, (lo, hi, dtype))
+        assert done.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(done, denormalize(floats, lo, hi, dtype))
