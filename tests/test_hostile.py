@@ -239,8 +239,9 @@ def test_evaluate_run_failures_do_not_suggest_resume(tmp_path, cli, volume, mode
     monkeypatch.setattr(pssr_volume.run, "run", failing_run)
     code, _, err = cli("evaluate", "--hr", volume, "--preset", "pssr2", "--model",
                        models["pointwise"], "--out", tmp_path / "ev", "--no-montage")
-    assert code == 1 and "ValueError: boom" in one_line(err)
-    assert "--resume" not in err and "rerun evaluate" in err
+    last = one_line(err.split("\n", 1)[1])  # after the case's progress line
+    assert code == 1 and "ValueError: boom" in last and "failed: block (0, 0, 0)" in last
+    assert "--resume" not in err and "rerun evaluate" in last
     assert without_resume_hint("terminated by SIGTERM (job cancelled or out of time): "
                                "finished blocks are kept; rerun with --resume"
                                ) == "terminated by SIGTERM (job cancelled or out of time)"
