@@ -37,7 +37,7 @@ from pssr_volume.blocks import (
     box_slices,
     padded_read_plan,
 )
-from pssr_volume.errors import RunFailed, first_line
+from pssr_volume.errors import PssrError, RunFailed, first_line
 from pssr_volume.finish import finish
 from pssr_volume.intensity import normalize
 from pssr_volume.io.levels import read_region, start_write, write_all
@@ -431,6 +431,10 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
             window.finish()
     except TaskFailed as e:
         done_now = stats.blocks_skipped + stats.blocks_done
+        if isinstance(e.error, PssrError) and not isinstance(e.error, RunFailed):
+            raise PssrError(  # the input (or output) is at fault, not the run: exit 2
+                f"{e.label}: {e.error} ({done_now} of {stats.blocks_total} blocks are done and "
+                "kept; fix this, then rerun with --resume)") from e
         raise RunFailed(
             f"{e.label} failed: {first_line(e.error)} ({done_now} of {stats.blocks_total} "
             "blocks are done and kept; rerun with --resume)"

@@ -54,13 +54,43 @@ _NM_PER_UNIT = {"m": 1e9, "mm": 1e6, "um": 1e3, "µm": 1e3, "nm": 1.0}
 
 
 class _CorsHandler(SimpleHTTPRequestHandler):
-    """Static files with ``Access-Control-Allow-Origin: *``; quiet."""
+    """Static files with ``Access-Control-Allow-Origin: *`` and byte ranges (``Range:
+    bytes=A-B``, ``bytes=A-``, ``bytes=-N``), as object stores and web servers serve them:
+    neuroglancer reads a zarr v3 shard's index and chunks by range requests. Quiet."""
 
     def end_headers(self) -> None:
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Access-Control-Allow-Headers", "*")
+        self.send_header("Access-Control-Expose-Headers", "Content-Range, Content-Length")
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server naming scheme
+        wanted = self.headers.get("Range", "")
+        path = self.translate_path(self.path)
+        if not wanted.startswith("bytes=") or not os.path.isfile(path):
+            super().do_GET()
+            return
+        size = os.path.getsize(path)
+        first, _, last = wanted[len("bytes="):].split(",")[0].strip().partition("-")
+        if first == "":  # the last N bytes
+            start, stop = max(0, size - int(last)), size
+        else:
+            start, stop = int(first), min(size, int(last) + 1 if last else size)
+        if start >= stop:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.end_headers()
+            return
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            body = fh.read(stop - start)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_OPTIONS(self) -> None:  # noqa: N802 - the http.server naming scheme
         self.send_response(204)

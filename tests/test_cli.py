@@ -185,6 +185,9 @@ def test_resume_with_another_thread_count_is_refused(tmp_path, models, cli):
     out = tmp_path / "o.ome.zarr"
     args = ["run", inp, out, "--model", models["pointwise"], "--no-progress"]
     assert cli(*args, "--workers", "2")[0] == 0
+    from pssr_volume.io.ome_zarr import update_provenance
+
+    update_provenance(out, status="running")  # as if interrupted (a finished one needs nothing)
     code, _, err = cli(*args, "--workers", "1", "--resume")
     assert_clean_failure(code, "", err)
     assert "torch thread(s) per worker" in err

@@ -214,7 +214,7 @@ def test_read_failure_keeps_a_resumable_output(tmp_path, cli):
     code, _, err = cli("convert", path, tmp_path / "o.ome.zarr", "--chunk-shape", "1,64,64",
                        "--cluster", "sync", "--no-progress")
     errors = [line for line in err.splitlines() if line.startswith("Error")]
-    assert code == 1 and len(errors) == 1 and "Traceback" not in err
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
     assert str(path) in errors[0] and "--resume" in errors[0]
     prov = zarr.open_group(str(tmp_path / "o.ome.zarr"), mode="r").attrs["pssr_volume"]
     assert prov["status"] == "running"  # the blocks before the bad page are kept

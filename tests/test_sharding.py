@@ -117,7 +117,7 @@ def test_convert_with_workers_equals_in_process_and_resumes_after_a_read_failure
         fh.write(b"\xff" * count)
     out = tmp_path / "out.ome.zarr"
     code, _, err = cli("convert", path, out, *args, "--cluster", "sync")
-    assert code == 1 and "--resume" in err
+    assert code == 2 and "--resume" in err
     path.write_bytes(good)  # the page is recovered (the tool never writes its input)
     code, _, err = cli("convert", path, out, *args, "--cluster", "sync", "--resume")
     assert code == 0, err

@@ -18,6 +18,7 @@ from pssr_volume.types import Shape3
 
 Region = tuple[slice, slice, slice]
 VoxelSize = tuple[float, float, float]
+Position = tuple[float, float, float]
 
 _UNIT_NAMES: dict[float, tuple[str, ...]] = {
     1e-3: ("pm", "picometer", "picometre"),
@@ -72,6 +73,30 @@ def finish_voxel(
     return tuple(float(f"{v:.9g}") for v in (z, y, x))  # type: ignore[return-value]
 
 
+def unit_factors(unit: object, n: int) -> list[float] | None:
+    """Nanometres per unit for each of `n` numbers, or None for an unknown unit.
+
+    `unit` is None or ``""`` (nanometres), a unit name, or a list of names with
+    the last `n` belonging to the numbers (funlib's ``units``; channel axes first).
+    """
+    if isinstance(unit, list | tuple):
+        if len(unit) < n:
+            return None
+        found = [1.0 if u in (None, "") else unit_to_nm(u) for u in list(unit)[len(unit) - n:]]
+        factors = [f for f in found if f is not None]
+        return factors if len(factors) == n else None
+    factor = 1.0 if unit in (None, "") else unit_to_nm(unit)
+    return None if factor is None else [factor] * n
+
+
+def _numbers(values: Any) -> list[float] | None:
+    try:
+        numbers = [float(v) for v in np.asarray(values, dtype=float).ravel()]
+    except (TypeError, ValueError):
+        return None
+    return numbers if all(np.isfinite(numbers)) else None
+
+
 def voxel_from_list(
     values: Any, order: str, unit: object, nz: int, notes: list[str], what: str
 ) -> VoxelSize | None:
@@ -85,29 +110,58 @@ def voxel_from_list(
     order : str
         ``"zyx"`` (CREMI, HDF5, zarr) or ``"xyz"`` (N5, MRC) for a 3-entry list.
     unit : object
-        The unit of the numbers (``None``: nanometres).
+        The unit of the numbers (see :func:`unit_factors`; ``None``: nanometres).
     nz, notes
         As for :func:`finish_voxel`.
     what : str
         Where the numbers came from, for the notes.
     """
-    try:
-        numbers = [float(v) for v in np.asarray(values, dtype=float).ravel()]
-    except (TypeError, ValueError):
+    numbers = _numbers(values)
+    if numbers is None:
         notes.append(f"{what} is not a list of numbers ({values!r}); voxel size unknown")
         return None
     if len(numbers) not in (2, 3):
         notes.append(f"{what} has {len(numbers)} entries, expected 2 or 3; voxel size unknown")
         return None
-    factor = 1.0 if unit is None else unit_to_nm(unit)
-    if factor is None:
+    factors = unit_factors(unit, len(numbers))
+    if factors is None:
         notes.append(f"{what} has an unknown unit {unit!r}; voxel size unknown")
         return None
+    sizes = [v * f for v, f in zip(numbers, factors, strict=True)]
     if order == "xyz":
-        numbers = numbers[::-1]
-    sizes = [v * factor for v in numbers]
+        sizes = sizes[::-1]
     z = sizes[0] if len(sizes) == 3 else None
     return finish_voxel(z, sizes[-2], sizes[-1], nz, notes)
+
+
+def position_from_list(
+    values: Any, order: str, unit: object, notes: list[str], what: str
+) -> Position | None:
+    """A translation in nm (z, y, x) from a list attribute such as CREMI's ``offset``.
+
+    Read like :func:`voxel_from_list` (same `order` and `unit` rules); a 2-entry
+    list (y, x) sits at z = 0. None, with a note, when the value is unusable.
+    """
+    numbers = _numbers(values)
+    if numbers is None or len(numbers) not in (2, 3):
+        notes.append(f"{what} is not a list of 2 or 3 numbers ({values!r}); offset ignored")
+        return None
+    factors = unit_factors(unit, len(numbers))
+    if factors is None:
+        notes.append(f"{what} has an unknown unit {unit!r}; offset ignored")
+        return None
+    nm = [v * f for v, f in zip(numbers, factors, strict=True)]
+    if order == "xyz":
+        nm = nm[::-1]
+    return clean_position([0.0, *nm] if len(nm) == 2 else nm)
+
+
+def clean_position(values: Sequence[float]) -> Position | None:
+    """Three finite coordinates in nm rounded to 1e-6 nm (no ``-0.0``), else None."""
+    out = [float(v) for v in values]
+    if len(out) != 3 or not all(np.isfinite(out)):
+        return None
+    return tuple(round(v, 6) + 0.0 for v in out)  # type: ignore[return-value]
 
 
 def check_dtype(dtype: Any, path: str) -> str:

@@ -2,7 +2,8 @@
 
 The voxel size comes from the dataset's ``resolution`` attribute (z, y, x in nm,
 as CREMI and many EM tools store it; a ``unit`` attribute overrides nm) or from
-``element_size_um`` (z, y, x in µm, as ilastik and Fiji write it). A file with a
+``element_size_um`` (z, y, x in µm, as ilastik and Fiji write it); the translation
+from CREMI's ``offset`` attribute (z, y, x in nm, or in ``unit``). A file with a
 single image dataset opens without naming it. Files are opened read-only and
 without HDF5 file locking (which fails on many cluster file systems).
 """
@@ -19,6 +20,7 @@ from pssr_volume.io.common import (
     check_dtype,
     error,
     first_attr,
+    position_from_list,
     squeeze_note,
     squeeze_shape,
     template_for,
@@ -97,8 +99,13 @@ def open_hdf5(path: str, dataset: str | None) -> InputVolume:
             unit = "um" if name == "element_size_um" else _text(attrs.get("unit"))
             voxel = voxel_from_list(value, "zyx", unit, shape[0], notes,
                                     f"HDF5 attribute {name!r}")  # fmt: skip
+        translation = None
+        if "offset" in attrs:
+            translation = position_from_list(attrs["offset"], "zyx", _text(attrs.get("unit")),
+                                             notes, "HDF5 attribute 'offset'")  # fmt: skip
         chunks = zyx_chunks(node.chunks, lead)
-    return InputVolume(path, "hdf5", shape, dtype, voxel, dataset, tuple(notes), chunks)
+    return InputVolume(path, "hdf5", shape, dtype, voxel, dataset, tuple(notes), chunks,
+                       translation=translation)  # fmt: skip
 
 
 def _text(value: object) -> str | None:

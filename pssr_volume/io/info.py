@@ -1,5 +1,5 @@
 """What ``pssr-volume info`` says about a volume: shape, dtype, chunks, voxel size,
-pyramid levels and provenance.
+translation (``offset``), pyramid levels and provenance.
 
 :func:`volume_info` gathers it as a JSON-ready dict; :func:`format_info` turns
 that into the lines the command prints.
@@ -36,6 +36,7 @@ def volume_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "dtype": vol.dtype,
         "chunks": None if vol.chunks is None else list(vol.chunks),
         "voxel_size_nm": None if vol.voxel_size is None else list(vol.voxel_size),
+        "translation_nm": None if vol.translation is None else list(vol.translation),
         "summary": vol.describe(),
         "notes": list(vol.notes),
     }
@@ -112,6 +113,9 @@ def format_info(info: dict[str, Any]) -> list[str]:
         f"voxel     {_fmt(info['voxel_size_nm'])} nm" if info["voxel_size_nm"] else
         "voxel     unknown (pass --voxel-size to run/convert)",
     ]
+    if info.get("translation_nm") is not None:
+        offset = "x".join(f"{v:.12g}" for v in info["translation_nm"])  # positions: all digits
+        lines.append(f"offset    {offset} nm (z, y, x)")
     if "levels" in info:
         lines.append(f"format    OME-Zarr NGFF {info['ngff_version']} (zarr v{info['zarr_format']})"
                      + (f", name {info['name']!r}" if info.get("name") else ""))

@@ -10,6 +10,7 @@ input                             example                                    mod
 TIFF, multi-page, ImageJ, OME     ``stack.tif``, ``cells.ome.tif``           :mod:`.tiff`
 folder of TIFF slices             ``raw/`` (natural order: 2 before 10)      :mod:`.tiff`
 Zarr v2/v3 array, OME-Zarr        ``a.zarr``, ``img.ome.zarr``, ``.../2``    :mod:`.zarr_input`
+bioformats2raw root               ``x.zarr`` (opens its image ``x.zarr/0``)  :mod:`.zarr_input`
 HDF5 dataset                      ``sample_A.hdf:/volumes/raw``              :mod:`.hdf5`
 MRC                               ``tomo.mrc``, ``stack.st``, ``vol.rec``    :mod:`.mrc`
 N5 dataset or multiscale group    ``export.n5/setup0/timepoint0/s0``         :mod:`.n5`

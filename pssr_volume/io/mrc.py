@@ -2,7 +2,10 @@
 
 Data are memory-mapped read-only, so a region read touches only its bytes. The
 voxel size comes from the header (cell size / grid size, in Ångström, x y z
-order), converted to nm (z, y, x); an all-zero header means unknown. Mode 0
+order), converted to nm (z, y, x); an all-zero header means unknown. The translation
+is the header ``origin`` (x, y, z in Å, the position of the first voxel as MRC2014,
+mrcfile and ChimeraX read it) when it is not all zero, else ``nxstart``, ``nystart``,
+``nzstart`` times the voxel size when those are not all zero, else none. Mode 0
 (bytes) is signed in MRC2014, but IMOD writes unsigned bytes unless its header
 flag says otherwise: such files open as uint8.
 """
@@ -16,7 +19,10 @@ import numpy as np
 
 from pssr_volume.io.common import (
     ArrayHandle,
+    Position,
+    VoxelSize,
     check_dtype,
+    clean_position,
     error,
     finish_voxel,
     squeeze_shape,
@@ -66,7 +72,21 @@ def open_mrc(path: str) -> InputVolume:
         voxel = finish_voxel(vz, vy, vx, shape[0], notes)
         if voxel is None:
             notes.append("MRC header has no cell size; voxel size unknown")
-    return InputVolume(path, "mrc", shape, dtype_name, voxel, None, tuple(notes))
+        translation = _translation(mrc.header, voxel)
+    return InputVolume(path, "mrc", shape, dtype_name, voxel, None, tuple(notes),
+                       translation=translation)  # fmt: skip
+
+
+def _translation(header: np.recarray, voxel: VoxelSize | None) -> Position | None:
+    """The header origin (Å, x y z) in nm (z, y, x), else the n*start grid position."""
+    origin = header.origin
+    found = [float(origin.z) / 10, float(origin.y) / 10, float(origin.x) / 10]
+    if any(found):
+        return clean_position(found)
+    start = [int(header.nzstart), int(header.nystart), int(header.nxstart)]
+    if any(start) and voxel is not None:
+        return clean_position([n * v for n, v in zip(start, voxel, strict=True)])
+    return None
 
 
 class _UnsignedBytes(ArrayHandle):

@@ -4,13 +4,16 @@ N5 lists dimensions fastest first (x, y, z); volumes here are (z, y, x), so the
 axes are reversed. A dataset opens by its folder; a multiscale group (with an
 ``s0`` dataset, as Paintera and BigDataViewer write) opens at ``s0``.
 
-Voxel size, first found of:
+Voxel size and translation:
 
-* ``pixelResolution`` ``{"dimensions": [x, y, z], "unit": "nm"}`` (n5-viewer);
-* ``resolution`` ``[x, y, z]`` (Paintera; nm unless a ``unit`` attribute says otherwise),
-  on the dataset or a parent group, times the dataset's ``downsamplingFactors``;
-* the ``voxelSize`` of the ``ViewSetup`` in a BigDataViewer XML next to the container,
-  times the level's ``downsamplingFactors``.
+* a BigDataViewer export (``root.n5/setupN/timepointT/sK`` with an XML beside the root
+  that names it): the XML's ``voxelSize`` and unit govern, and its registration gives
+  the translation (:mod:`pssr_volume.io.bdv`);
+* otherwise the first found, on the dataset or a parent group, of ``pixelResolution``
+  ``{"dimensions": [x, y, z], "unit": "nm"}`` (n5-viewer) or ``resolution`` ``[x, y, z]``
+  (Paintera; nm unless a ``unit`` attribute says otherwise), times the dataset's
+  ``downsamplingFactors`` when found on a parent. Paintera's ``offset`` ``[x, y, z]``
+  beside it (same unit) is the translation of s0; a level adds ``(f - 1) / 2`` s0 voxels.
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from pssr_volume.io.bdv import N5Resolution, bdv_geometry, find_view, layout
 from pssr_volume.io.common import (
+    Position,
     VoxelSize,
     check_dtype,
     error,
+    position_from_list,
     squeeze_shape,
-    unit_to_nm,
     voxel_from_list,
     why,
 )
@@ -95,7 +99,7 @@ def open_n5(path: str) -> InputVolume:
     shape, _ = squeeze_shape(dims, where, "N5 dataset")
     dtype = check_dtype(store.dtype.numpy_dtype, where)
     notes: list[str] = []
-    voxel = _voxel_size(where, shape[0], notes)
+    voxel, translation = _geometry(where, shape[0], notes)
     if voxel is None and not any("voxel size" in n for n in notes):
         notes.append("N5 has no pixelResolution/resolution attribute; voxel size unknown")
     block = _attrs(where).get("blockSize")
@@ -103,7 +107,8 @@ def open_n5(path: str) -> InputVolume:
     if isinstance(block, list) and len(block) >= 2:
         zyx = [int(v) for v in block[::-1]]
         chunks = (1, zyx[-2], zyx[-1]) if len(zyx) == 2 else (zyx[-3], zyx[-2], zyx[-1])
-    return InputVolume(path, "n5", shape, dtype, voxel, array_path, tuple(notes), chunks)
+    return InputVolume(path, "n5", shape, dtype, voxel, array_path, tuple(notes), chunks,
+                       translation=translation)  # fmt: skip
 
 
 def _open_store(where: str) -> Any:
@@ -123,7 +128,9 @@ def _factors(attrs: Mapping[str, Any]) -> list[float] | None:
     return None
 
 
-def _voxel_size(where: str, nz: int, notes: list[str]) -> VoxelSize | None:
+def _find_resolution(where: str) -> tuple[N5Resolution, Mapping[str, Any], list[float]] | None:
+    """The first ``pixelResolution``/``resolution`` on the dataset or a parent group, scaled
+    to the dataset's level; with the attributes it was found in and the scale used."""
     own = _attrs(where)
     factors = _factors(own)
     node, levels_up = where, 0
@@ -137,65 +144,58 @@ def _voxel_size(where: str, nz: int, notes: list[str]) -> VoxelSize | None:
         else:
             values = None
         if values is not None:
-            if levels_up and factors is not None:
+            scale = factors if levels_up and factors is not None else []
+            if scale:
                 with contextlib.suppress(TypeError, ValueError):
-                    values = [float(v) * f for v, f in zip(values, factors)]
-            return voxel_from_list(values, "xyz", unit, nz, notes, f"N5 resolution in {node}")
+                    values = [float(v) * f for v, f in zip(values, scale)]
+            return N5Resolution(node, values, unit), attrs, scale
         if "n5" in attrs or levels_up >= 3:
-            break
+            return None
         parent = os.path.dirname(node)
         if parent == node or not os.path.isfile(os.path.join(parent, ATTRIBUTES)):
-            break
+            return None
         node, levels_up = parent, levels_up + 1
-    return _bdv_voxel_size(where, nz, notes)
 
 
-def _bdv_voxel_size(where: str, nz: int, notes: list[str]) -> VoxelSize | None:
-    """BigDataViewer layout ``<root>.n5/setupN/timepointT/sK`` with an XML beside the root."""
-    parts = os.path.normpath(where).split(os.sep)
-    if len(parts) < 4 or not parts[-3].startswith("setup") or not parts[-1].startswith("s"):
-        return None
-    root = os.sep.join(parts[:-3])
-    try:
-        setup, level = int(parts[-3][5:]), int(parts[-1][1:])
-    except ValueError:
-        return None
-    factors = _attrs(os.path.join(root, parts[-3])).get("downsamplingFactors")
-    scale = [1.0, 1.0, 1.0]
-    if isinstance(factors, list) and level < len(factors) and isinstance(factors[level], list):
-        scale = [float(v) for v in factors[level]]
-    folder = os.path.dirname(root)
-    for name in sorted(os.listdir(folder)):
-        if not name.lower().endswith(".xml"):
-            continue
-        found = _xml_voxel(os.path.join(folder, name), os.path.basename(root), setup)
-        if found is not None:
-            values, unit = found
-            values = [v * s for v, s in zip(values, scale)]
-            return voxel_from_list(values, "xyz", unit, nz, notes, f"BigDataViewer XML {name}")
-    return None
+def _geometry(where: str, nz: int, notes: list[str]) -> tuple[VoxelSize | None, Position | None]:
+    found = _find_resolution(where)
+    attr = None if found is None else found[0]
+    view = find_view(where)
+    if view is not None and view.size is not None:
+        setup_group = os.path.dirname(os.path.dirname(os.path.normpath(where)))
+        setup = _attrs(setup_group).get("downsamplingFactors")
+        scale = [1.0, 1.0, 1.0]
+        if isinstance(setup, list) and view.level < len(setup) and isinstance(
+            setup[view.level], list
+        ):
+            scale = [float(v) for v in setup[view.level]]
+        return bdv_geometry(view, scale, attr, nz, notes)
+    if found is None:
+        return None, None
+    attr, attrs, scale = found
+    voxel = voxel_from_list(attr.values, "xyz", attr.unit, nz, notes,
+                            f"N5 resolution in {attr.node}")  # fmt: skip
+    if layout(where) is not None and attr.unit is None:
+        notes.append(f"N5 resolution in {attr.node} has no unit and no BigDataViewer XML "
+                     "names one; read as nm")  # fmt: skip
+    return voxel, _paintera_offset(attrs, attr, scale, notes)
 
 
-def _xml_voxel(xml: str, n5_name: str, setup: int) -> tuple[list[float], str] | None:
-    try:
-        root = ET.parse(xml).getroot()
-    except (ET.ParseError, OSError):
+def _paintera_offset(
+    attrs: Mapping[str, Any], attr: N5Resolution, scale: list[float], notes: list[str]
+) -> Position | None:
+    """Paintera's ``offset`` (x, y, z, world units like ``resolution``) beside the
+    resolution; a level ``sK`` adds ``(f - 1) / 2`` full-resolution voxels, as Paintera
+    does (N5Helpers.considerDownsampling)."""
+    if "offset" not in attrs:
         return None
-    n5 = root.find(".//ImageLoader/n5")
-    if n5 is None or os.path.basename((n5.text or "").strip().rstrip("/")) != n5_name:
-        return None
-    for vs in root.iter("ViewSetup"):
-        if (vs.findtext("id") or "").strip() != str(setup):
-            continue
-        size = vs.findtext("voxelSize/size")
-        unit = (vs.findtext("voxelSize/unit") or "").strip()
-        if size is None or unit_to_nm(unit) is None:
-            return None
-        try:
-            return [float(v) for v in size.split()], unit
-        except ValueError:
-            return None
-    return None
+    offset = attrs["offset"]
+    if scale:
+        with contextlib.suppress(TypeError, ValueError):
+            offset = [float(o) + (f - 1) / 2 * float(v) / f
+                      for o, v, f in zip(offset, attr.values, scale, strict=True)]  # fmt: skip
+    return position_from_list(offset, "xyz", attr.unit, notes,
+                              f"N5 attribute 'offset' in {attr.node}")  # fmt: skip
 
 
 class _N5Handle:

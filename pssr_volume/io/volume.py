@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from pssr_volume.errors import PssrError
-from pssr_volume.io.common import Region, VoxelSize, check_region, error, why
+from pssr_volume.io.common import Position, Region, VoxelSize, check_region, error, why
 from pssr_volume.types import Shape3
 
 __all__ = ["InputVolume", "clear_handle_cache"]
@@ -73,6 +73,12 @@ class InputVolume:
         ``shape`` is then the region's shape.
     file_shape : tuple of int or None
         The whole array's shape when this is a region of it.
+    translation : tuple of float or None
+        Where the centre of the array's first voxel lies, in nm ``(z, y, x)`` (the NGFF
+        ``translation`` convention), from the input's metadata (an OME-Zarr translation,
+        an N5/CREMI/funlib ``offset``, a BigDataViewer affine, an MRC origin); None when
+        it has none. It is the file array's position: a region of interest
+        (:meth:`with_roi`) starts ``origin`` voxels further on and keeps this value.
     """
 
     path: str
@@ -85,6 +91,7 @@ class InputVolume:
     chunks: Shape3 | None = None
     origin: Shape3 = (0, 0, 0)
     file_shape: Shape3 | None = None
+    translation: Position | None = None
 
     def with_roi(self, roi: tuple[tuple[int, int], ...]) -> InputVolume:
         """This volume restricted to ``roi`` (``(start, stop)`` per axis, in its voxels).

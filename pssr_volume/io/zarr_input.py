@@ -1,15 +1,23 @@
 """Zarr inputs: plain zarr arrays (v2 and v3) and OME-Zarr images (NGFF 0.1-0.5).
 
 An OME-Zarr group opens at its first (full-resolution) level; any level opens by
-its own path (``image.ome.zarr/2``), with that level's voxel size. A plain array
-takes its voxel size from a ``resolution`` attribute (z, y, x in nm, as funlib,
-daisy and CREMI-style tools store it) when present.
+its own path (``image.ome.zarr/2``), with that level's voxel size and translation
+(the level's ``scale`` and ``translation`` transformations, then the multiscale's
+own, in the axes' units). A bioformats2raw root (``bioformats2raw.layout``) opens
+its first image (``x.zarr/0``, or the first of ``OME``'s ``series``).
+
+A plain array takes its voxel size from a ``resolution`` or ``voxel_size``
+attribute and its translation from ``offset`` (z, y, x in nm, as funlib, daisy and
+CREMI-style tools store them; a ``unit`` or funlib ``units`` attribute overrides
+nm). funlib.persistence writes ``offset`` as an OME-Zarr ``translation`` unchanged,
+so both name the same point.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import zarr
@@ -17,11 +25,14 @@ from zarr.storage import LocalStore
 
 from pssr_volume.io.common import (
     ArrayHandle,
+    Position,
     VoxelSize,
     check_dtype,
+    clean_position,
     error,
     finish_voxel,
     first_attr,
+    position_from_list,
     squeeze_note,
     squeeze_shape,
     template_for,
@@ -49,6 +60,8 @@ def open_zarr(path: str) -> InputVolume:
     node = zarr_open(path)
     if isinstance(node, zarr.Group):
         ms_list = multiscales(node.attrs.asdict())
+        if not ms_list and is_bioformats2raw(node.attrs.asdict()):
+            return _open_bioformats2raw(path)
         if not ms_list:
             names = sorted(name for name, _ in node.arrays())
             hint = f" (arrays here: {', '.join(names)})" if names else ""
@@ -67,18 +80,23 @@ def open_zarr(path: str) -> InputVolume:
     shape, lead = squeeze_shape(node.shape, path)
     notes = squeeze_note(node.shape)
     dtype = check_dtype(node.dtype, path)
-    voxel = None
+    voxel = translation = None
     attrs = node.attrs.asdict()
+    unit = attrs["unit"] if "unit" in attrs else attrs.get("units")
     found = first_attr(attrs, "resolution", "voxel_size")
     if found is not None:
         name, value = found
-        voxel = voxel_from_list(value, "zyx", attrs.get("unit"), shape[0], notes,
+        voxel = voxel_from_list(value, "zyx", unit, shape[0], notes,
                                 f"zarr attribute {name!r}")  # fmt: skip
     else:
         notes.append("zarr array has no OME-Zarr metadata or resolution attribute; "
                      "voxel size unknown")  # fmt: skip
+    if "offset" in attrs:
+        translation = position_from_list(attrs["offset"], "zyx", unit, notes,
+                                         "zarr attribute 'offset'")  # fmt: skip
     chunks = zyx_chunks(node.chunks, lead)
-    return InputVolume(path, "zarr", shape, dtype, voxel, None, tuple(notes), chunks)
+    return InputVolume(path, "zarr", shape, dtype, voxel, None, tuple(notes), chunks,
+                       translation=translation)  # fmt: skip
 
 
 def level_transform(
@@ -101,12 +119,13 @@ def level_transform(
     outer_shift = _transform(ms.get("coordinateTransformations"), "translation")
     if scale is not None and len(scale) != ndim:
         scale = None
-    if scale is not None and outer_scale is not None and len(outer_scale) == ndim:
-        scale = [a * b for a, b in zip(scale, outer_scale, strict=True)]
-        if shift is not None and len(shift) == ndim:
-            shift = [a * b for a, b in zip(shift, outer_scale, strict=True)]
     if shift is not None and len(shift) != ndim:
         shift = None
+    if outer_scale is not None and len(outer_scale) == ndim:
+        if scale is not None:
+            scale = [a * b for a, b in zip(scale, outer_scale, strict=True)]
+        if shift is not None:
+            shift = [a * b for a, b in zip(shift, outer_scale, strict=True)]
     if outer_shift is not None and len(outer_shift) == ndim:
         shift = [a + b for a, b in zip(shift or [0.0] * ndim, outer_shift, strict=True)]
     return names, scale, shift, units
@@ -134,7 +153,7 @@ def _ome_volume(
     array = zarr_open(where)
     if not isinstance(array, zarr.Array):
         raise error(f"OME-Zarr dataset {where} is not a zarr array.")
-    names, scale, _, units = level_transform(ms, dataset, array.ndim)
+    names, scale, shift, units = level_transform(ms, dataset, array.ndim)
     check_ome_axes(names, array.shape, group)
     shape, lead = squeeze_shape(array.shape, where)
     notes = squeeze_note(array.shape)
@@ -151,9 +170,31 @@ def _ome_volume(
             notes.append(f"OME-Zarr axes have no length unit ({units}); voxel size unknown")
         else:
             voxel = finish_voxel(sizes.get("z"), sizes["y"], sizes["x"], shape[0], notes)
+    translation = _ome_translation(names, shift, units, notes)
     dtype = check_dtype(array.dtype, where)
     chunks = zyx_chunks(array.chunks, lead)
-    return InputVolume(group, "ome-zarr", shape, dtype, voxel, array_path, tuple(notes), chunks)
+    return InputVolume(group, "ome-zarr", shape, dtype, voxel, array_path, tuple(notes), chunks,
+                       translation=translation)  # fmt: skip
+
+
+def _ome_translation(
+    names: list[str], shift: list[float] | None, units: list[object], notes: list[str]
+) -> Position | None:
+    """The (z, y, x) part of a level's translation in nm (z = 0 for a 2-D image)."""
+    if shift is None:
+        return None
+    nm = {"z": 0.0}
+    for name in "zyx":
+        if name in names:
+            i = names.index(name)
+            factor = unit_to_nm(units[i])
+            if factor is None:
+                if any(shift[names.index(n)] for n in "zyx" if n in names):
+                    notes.append(f"OME-Zarr translation {shift} has no length unit ({units}); "
+                                 "translation ignored")  # fmt: skip
+                return None
+            nm[name] = shift[i] * factor
+    return clean_position([nm["z"], nm["y"], nm["x"]])
 
 
 def find_ome_parent(path: str) -> tuple[str, str, Mapping[str, Any], Mapping[str, Any]] | None:
@@ -176,6 +217,46 @@ def find_ome_parent(path: str) -> tuple[str, str, Mapping[str, Any], Mapping[str
                 if str(dataset.get("path", "")).strip("/") == rel:
                     return parent, rel, ms, dataset
     return None
+
+
+def is_bioformats2raw(attrs: Mapping[str, Any]) -> bool:
+    """Whether group attributes mark a bioformats2raw root (NGFF 0.4 or 0.5 style)."""
+    ome = attrs.get("ome")
+    inner = ome if isinstance(ome, Mapping) else {}
+    return "bioformats2raw.layout" in attrs or "bioformats2raw.layout" in inner
+
+
+def _bioformats2raw_series(path: str) -> list[str]:
+    """The images of a bioformats2raw root: ``OME``'s ``series`` attribute, else the
+    groups ``0``, ``1``, ... (the layout's rule when ``series`` is absent)."""
+    series: Any = None
+    if is_zarr(os.path.join(path, "OME")):
+        try:
+            attrs = zarr_open(os.path.join(path, "OME")).attrs.asdict()
+        except Exception:
+            attrs = {}
+        ome = attrs.get("ome")
+        series = (ome if isinstance(ome, Mapping) else attrs).get("series")
+    if isinstance(series, list) and series:
+        return [str(s).strip("/") for s in series]
+    found: list[str] = []
+    while is_zarr(os.path.join(path, str(len(found)))):
+        found.append(str(len(found)))
+    return found
+
+
+def _open_bioformats2raw(path: str) -> InputVolume:
+    series = [s for s in _bioformats2raw_series(path) if is_zarr(os.path.join(path, s))]
+    if not series:
+        raise error(f"bioformats2raw root {path} holds no image group (expected {path}/0).")
+    image = os.path.join(path, series[0])
+    vol = open_zarr(image)
+    note = f"bioformats2raw root: opened its image {series[0]!r} ({image})"
+    if len(series) > 1:
+        listed = ", ".join(series[:8]) + (", ..." if len(series) > 8 else "")
+        note += (f"; the root holds {len(series)} images ({listed}): to open another, "
+                 f"name it, e.g. {os.path.join(path, series[1])}")
+    return replace(vol, notes=(note, *vol.notes))
 
 
 def multiscales(attrs: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -1,0 +1,81 @@
+"""Project a teravoxel restoration: output bytes, files, blocks, tasks, scheduler load, hours.
+
+A 1 Tvoxel uint8 input at 8 nm (10,000^3 voxels) restored x4 in y and x to 8 x 2 x 2 nm with
+the default settings (write block 2 x 4096 x 4096, chunks 2 x 256 x 256, one shard per
+block). Geometry comes from the engine's own planning functions; rates from
+:mod:`pssr_volume.estimate` (measured ones cite their benchmark); the network's FLOPs are
+counted on the bundled model. Usage::
+
+    python docs/teravoxel_projection.py            # prints a Markdown table
+"""
+
+from __future__ import annotations
+
+import math
+
+from pssr_volume.blocks import BlockGrid, default_chunk
+from pssr_volume.estimate import CPU_GFLOPS_PER_CORE, ENGINE_MVOX_PER_CORE, GPU_GFLOPS
+from pssr_volume.model import read_config
+from pssr_volume.models import bundled_model_path
+from pssr_volume.nets.cost import gflop_per_out_mpx
+from pssr_volume.nets.registry import build
+from pssr_volume.plan import DEFAULT_BLOCK_YX, DEFAULT_BLOCK_Z
+from pssr_volume.pyramid import plan_levels, plan_stages, shard_shapes, task_regions
+
+SHAPE_IN = (10_000, 10_000, 10_000)
+VOXEL_IN = (8.0, 8.0, 8.0)
+SCALE, HALO, GRID = 4, 28, 4  # the bundled model: x4, 28-pixel halo, grid 4
+SCHEDULER_S_PER_TASK = 1e-3  # Dask's documented order of scheduler overhead per task
+
+
+def main() -> None:
+    block = (DEFAULT_BLOCK_Z, DEFAULT_BLOCK_YX, DEFAULT_BLOCK_YX)
+    chunk = default_chunk(block)
+    grid = BlockGrid(SHAPE_IN, SCALE, block, (0, HALO, HALO), GRID)
+    out_voxel = (VOXEL_IN[0], VOXEL_IN[1] / SCALE, VOXEL_IN[2] / SCALE)
+    levels = plan_levels(grid.out_shape, out_voxel, None)
+    stages = plan_stages(levels, block, chunk)
+    shards = shard_shapes(levels, stages, chunk)
+    blocks = math.prod(grid.counts)
+    pyramid_tasks = sum(len(task_regions(levels[st.first].shape, st.task)) for st in stages[1:])
+    voxels = [math.prod(lv.shape) for lv in levels]
+    shard_files = [math.prod(math.ceil(n / s) for n, s in zip(lv.shape, sh))
+                   for lv, sh in zip(levels, shards)]
+    chunk_files = [math.prod(math.ceil(n / c) for n, c in zip(lv.shape, chunk)) for lv in levels]
+    core = (block[1] // SCALE, block[2] // SCALE)
+    halo_factor = math.prod((c + 2 * HALO) / c for c in core)
+    cfg = read_config(bundled_model_path())
+    gflop = gflop_per_out_mpx(build(cfg).eval(), cfg.in_slices, cfg.scale)
+    network_gflop = gflop * voxels[0] / 1e6 * halo_factor
+    tasks = blocks + pyramid_tasks
+    rows = [
+        ("input", f"{math.prod(SHAPE_IN) / 1e12:g} Tvoxel, uint8, 8 nm"),
+        ("output level 0", f"{'x'.join(map(str, levels[0].shape))} at 8 x 2 x 2 nm: "
+                           f"{voxels[0] / 1e12:.1f} TB uncompressed"),
+        ("output, all levels", f"{len(levels)} levels, {sum(voxels) / 1e12:.1f} TB uncompressed "
+                               f"({sum(voxels) / math.prod(SHAPE_IN):.1f}x the input)"),
+        ("write blocks", f"{blocks:,} of {'x'.join(map(str, block))}"),
+        ("tasks", f"{tasks:,} ({blocks:,} blocks + {pyramid_tasks:,} later pyramid tasks)"),
+        ("files, sharded (default)", f"{sum(shard_files):,} data files "
+                                     f"({shard_files[0]:,} at level 0)"),
+        ("files, one per chunk (NGFF 0.4)", f"{sum(chunk_files):,} data files"),
+        ("scheduler load", f"about {tasks * SCHEDULER_S_PER_TASK / 3600:.2f} h of scheduler "
+                           f"time at {SCHEDULER_S_PER_TASK * 1e3:g} ms per task; at most "
+                           "4 x workers tasks in flight"),
+        ("network compute", f"{gflop:.1f} GFLOP per output Mpx x {halo_factor:.3f} (halo) = "
+                            f"{network_gflop / 1e6:.3g} PFLOP"),
+        ("engine, CPU", f"{voxels[0] / 1e6 / ENGINE_MVOX_PER_CORE / 3600:,.0f} core-hours at "
+                        f"{ENGINE_MVOX_PER_CORE:g} output Mvoxel/s per core (measured)"),
+        ("network, CPU", f"{network_gflop / CPU_GFLOPS_PER_CORE / 3600:,.0f} core-hours at "
+                         f"{CPU_GFLOPS_PER_CORE:g} GFLOP/s per core (measured)"),
+        ("network, GPU", f"{network_gflop / GPU_GFLOPS / 3600:,.1f} GPU-hours at "
+                         f"{GPU_GFLOPS / 1000:g} TFLOP/s (30 % of an H100's FP32 peak; stated)"),
+    ]
+    print("| quantity | projection |")
+    print("|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
