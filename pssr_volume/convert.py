@@ -92,7 +92,8 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     chunk = _chunk(c.chunk_shape, vol.shape)
     block = c.block_shape or _task_shape(vol.shape, chunk, np.dtype(vol.dtype).itemsize)
     check_chunking(block, chunk, c.shard_shape)
-    levels = plan_levels(vol.shape, voxel, c.levels)
+    origin = vol.translation or (0.0, 0.0, 0.0)  # where the input lies (its NGFF translation,
+    levels = plan_levels(vol.shape, voxel, c.levels, translation=origin)  # offset, origin)
     dt = np.dtype(vol.dtype)
     method = c.downsample or ("mode" if dt.kind in "iu" and dt.itemsize >= 4 else "mean")
     stages = plan_stages(levels, block, chunk)

@@ -177,10 +177,11 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     s = model.config.scale
     out_voxel = (voxel[0], voxel[1] / s, voxel[2] / s)
     # voxel centres: output voxel j sits at input coordinate (j + 0.5) / s - 0.5; a region
-    # of interest starts at its first input voxel
-    o = volume.origin
-    shift = (o[0] * voxel[0], o[1] * voxel[1] - (s - 1) / 2 * out_voxel[1],
-             o[2] * voxel[2] - (s - 1) / 2 * out_voxel[2])
+    # of interest starts at its first input voxel; the input's own offset (its NGFF
+    # translation, N5/HDF5 offset, MRC origin) carries over
+    o, t = volume.origin, volume.translation or (0.0, 0.0, 0.0)
+    shift = (t[0] + o[0] * voxel[0], t[1] + o[1] * voxel[1] - (s - 1) / 2 * out_voxel[1],
+             t[2] + o[2] * voxel[2] - (s - 1) / 2 * out_voxel[2])
     levels = plan_levels(grid.out_shape, out_voxel, config.levels, translation=shift)
     stages = plan_stages(levels, grid.block, chunk)
     shards = None
