@@ -95,6 +95,8 @@ def _validation_message(e: ValidationError) -> str:
     err = e.errors()[0]
     field = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
     msg = err["msg"].removeprefix("Value error, ")
+    if field in ("input", "output"):
+        return f"invalid {field.upper()}: {msg}"
     return f"invalid --{field.replace('_', '-')}: {msg}" if field else msg
 
 
@@ -110,8 +112,8 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("input")
+@click.argument("output")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Model file (.safetensors). Default: the bundled EM model (x4).")
 @click.option("--cluster", default=default(RunConfig, "cluster"), show_default=True,
@@ -230,8 +232,8 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
 
 
 @cli.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("input")
+@click.argument("output")
 @click.option("--preset", default=default(CrappifyConfig, "preset"), show_default=True,
               help="pssr-em | pssr-fluo | pssr2 | mix (one random PSSR/PSSR2-style pipeline).")
 @click.option("--scale", type=int, default=default(CrappifyConfig, "scale"), show_default=True)
@@ -319,8 +321,8 @@ def demo(**kwargs: Any) -> None:
 
 
 @cli.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("input")
+@click.argument("output")
 @click.option("--voxel-size", type=Numbers(3, float, "ZYX"), default=None,
               help="Input voxel size in nm, when the input has none (or to override it).")
 @click.option("--chunk-shape", type=Numbers(3, int, "ZYX"), default=None,

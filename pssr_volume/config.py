@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -47,6 +48,17 @@ def _non_negative_halo(v: tuple[int, int]) -> tuple[int, int]:
     return v
 
 
+def _local_path(v: Any) -> Any:
+    """Refuse a URL before it becomes a local path ("s3://b/x" would be the folder "s3:/b/x")."""
+    text = str(v)
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme and scheme[0].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme):
+        raise ValueError(f"{text}: {scheme}:// URLs are not supported; use a local or mounted "
+                         "path (object storage is not supported yet)")
+    return v
+
+
+LocalPath = Annotated[Path, BeforeValidator(_local_path)]
 PositiveShape3 = Annotated[Shape3, AfterValidator(_positive_shape)]
 VoxelSize = Annotated[tuple[float, float, float], AfterValidator(_positive_voxels)]
 Halo = Annotated[tuple[int, int], AfterValidator(_non_negative_halo)]
@@ -142,8 +154,8 @@ class ExecutionConfig(Strict):
 class JobConfig(OutputConfig, ExecutionConfig):
     """A volume written blockwise by the engine into a multiscale OME-Zarr."""
 
-    input: Path
-    output: Path
+    input: LocalPath
+    output: LocalPath
     block_shape: PositiveShape3 | None = None
 
     @model_validator(mode="after")
@@ -261,8 +273,8 @@ class ConvertConfig(JobConfig):
 class CrappifyConfig(Strict):
     """Everything ``pssr-volume crappify`` needs (degrade a high-resolution volume)."""
 
-    input: Path
-    output: Path
+    input: LocalPath
+    output: LocalPath
     preset: str = "pssr-em"
     scale: int = Field(4, ge=1, le=16)
     seed: int = 0

@@ -192,3 +192,18 @@ def test_resume_with_another_thread_count_is_refused(tmp_path, models, cli):
     assert_clean_failure(code, "", err)
     assert "torch thread(s) per worker" in err
     assert cli(*args, "--workers", "2", "--resume")[0] == 0
+
+
+@pytest.mark.parametrize("command", ["run", "convert", "crappify"])
+@pytest.mark.parametrize("url", ["s3://bucket/out.ome.zarr", "ftp://host/out.ome.zarr",
+                                 "gs://bucket/x.tif"])
+def test_urls_are_refused_and_never_become_local_folders(tmp_path, cli, monkeypatch, command,
+                                                         url):
+    monkeypatch.chdir(tmp_path)
+    inp = write_tiff(tmp_path / "in.tif", em_like((1, 16, 16)))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in ([inp, url], [url, tmp_path / "o.ome.zarr"]):
+        code, out, err = cli(command, *args)
+        assert_clean_failure(code, out, err)
+        assert url.split("://")[0] + "://" in err and "not supported" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
