@@ -147,6 +147,9 @@ def cli() -> None:
               help="0.5 writes zarr v3, 0.4 zarr v2.")
 @click.option("--compression-level", type=int, default=default(RunConfig, "compression_level"),
               show_default=True, help="zstd level of the output chunks.")
+@click.option("--nan-value", type=float, default=None,
+              help="Replace NaN and infinite input values (float inputs) by this value. "
+                   "Default: refuse such inputs.")
 @click.option("--roi", type=Ranges(), default=None,
               help="Restore only this sub-volume (input voxels, Z0:Z1,Y0:Y1,X0:X1).")
 @click.option("--dry-run", is_flag=True,

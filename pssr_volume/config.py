@@ -174,6 +174,14 @@ class RunConfig(JobConfig):
     batch_size: int = Field(8, ge=1)
     roi: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
     dry_run: bool = False
+    nan_value: float | None = None
+
+    @field_validator("nan_value")
+    @classmethod
+    def _finite_nan_value(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"must be a finite number, got {v}")
+        return v
 
     @field_validator("roi")
     @classmethod

@@ -82,8 +82,23 @@ def read_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
         read, take = padded_read_plan(tile, job.input.shape)
         region = cast(tuple[slice, slice, slice], box_slices(read))
         data = apply_read_plan(job.input.read(region), take)
+        if data.dtype.kind == "f":
+            data = _replace_non_finite(data, job, read)
     with _stage(times, "normalise"):
         return normalize(data, *job.norm)
+
+
+def _replace_non_finite(data: np.ndarray, job: Job, read: Box) -> np.ndarray:
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return data
+    if job.nan_value is None:
+        where = ", ".join(f"{a}:{b}" for a, b in read)
+        raise PssrError(f"{job.input.source} holds {int(bad.sum())} NaN or infinite value(s) "
+                        f"in [{where}]; pass --nan-value V to replace them with V")
+    data = np.array(data, copy=True)
+    data[bad] = job.nan_value
+    return data
 
 
 def predict_tile(job: Job, tile: Box, times: Times | None = None,

@@ -54,9 +54,31 @@ def intensity_range(config: NormalizationConfig, sample: np.ndarray | None) -> t
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
+def work_dtype(dtype: str | np.dtype) -> np.dtype:
+    """The float type intensities of ``dtype`` are mapped in: float32, or float64 for 32- and
+    64-bit integers and float64 volumes, whose values float32 cannot hold (a uint32 at its
+    maximum would round up past it and wrap to 0)."""
+    dt = np.dtype(dtype)
+    wide = (dt.kind in "iu" and dt.itemsize >= 4) or (dt.kind == "f" and dt.itemsize > 4)
+    return np.dtype(np.float64 if wide else np.float32)
+
+
 def normalize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map intensities so that ``lo -> 0`` and ``hi -> 1`` (float32, not clipped)."""
-    return ((x.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)).astype(np.float32)
+    """Map intensities so that ``lo -> 0`` and ``hi -> 1`` (float32, not clipped; computed
+    in float64 for wide types, so their extremes map to exactly 0 and 1)."""
+    w = work_dtype(x.dtype)
+    return ((x.astype(w) - w.type(lo)) / w.type(hi - lo)).astype(np.float32)
+
+
+def _bounds(dtype: np.dtype, work: np.dtype) -> tuple[float, float] | None:
+    """The dtype's range as values of the work type that convert back without overflow."""
+    if dtype.kind not in "iu":
+        return None
+    info = np.iinfo(dtype)
+    lo, hi = work.type(info.min), work.type(info.max)
+    if int(hi) > info.max:  # e.g. uint64 max is not a float64: take the next float down
+        hi = np.nextafter(hi, work.type(0))
+    return float(lo), float(hi)
 
 
 def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
@@ -65,13 +87,15 @@ def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
 
     Works through ``y`` in slabs of about a megabyte, so the affine map, the
     rounding and the clipping of a slab happen while it is in cache: one pass
-    over memory instead of four, with the same float32 operations (and bytes).
+    over memory instead of four. The arithmetic is float32 (float64 for wide types,
+    see :func:`work_dtype`).
     """
     dtype = np.dtype(dtype)
     if out is None:
         out = np.empty(y.shape, dtype)
-    scale, offset = np.float32(hi - lo), np.float32(lo)
-    bounds = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else None
+    work = work_dtype(dtype)
+    scale, offset = work.type(hi - lo), work.type(lo)
+    bounds = _bounds(dtype, work)
     if y.ndim < 2 or (y.flags.c_contiguous and out.flags.c_contiguous):
         width = y.shape[-1] if y.ndim else 1
         _denormalize_2d(y.reshape(-1, width), out.reshape(-1, width), scale, offset, bounds)
@@ -81,14 +105,14 @@ def denormalize(y: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
     return out
 
 
-def _denormalize_2d(y: np.ndarray, out: np.ndarray, scale: np.float32, offset: np.float32,
-                    bounds: tuple[int, int] | None) -> None:
+def _denormalize_2d(y: np.ndarray, out: np.ndarray, scale: np.floating, offset: np.floating,
+                    bounds: tuple[float, float] | None) -> None:
     width = max(1, y.shape[-1])
     step = max(1, (1 << 18) // width)  # rows per slab: ~1 MB of float32
-    buf = np.empty((min(step, y.shape[0]), width), np.float32)
+    buf = np.empty((min(step, y.shape[0]), width), scale.dtype)
     for r in range(0, y.shape[0], step):
         v = buf[: min(step, y.shape[0] - r)]
-        np.multiply(y[r : r + step], scale, out=v, dtype=np.float32)
+        np.multiply(y[r : r + step], scale, out=v, dtype=scale.dtype)
         v += offset
         if bounds is not None:
             np.rint(v, out=v)

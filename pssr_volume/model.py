@@ -101,9 +101,41 @@ def read_config(path: str | Path) -> ModelConfig:
         ) from None
 
 
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights: far beyond any SR network here
+
+
+def check_size(config: ModelConfig) -> None:
+    """Refuse a configuration whose network would be absurdly large, before allocating it:
+    the network is built on torch's ``meta`` device (shapes only, no memory)."""
+    with torch.device("meta"):
+        try:
+            module = build(config)
+        except (RuntimeError, ValueError, OverflowError, MemoryError) as e:
+            raise PssrError(f"model {config.name!r}: its network cannot be built "
+                            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    n = sum(p.numel() for p in module.parameters())
+    if n > MAX_PARAMETERS:
+        raise PssrError(f"model {config.name!r} would have {n:,} parameters (at most "
+                        f"{MAX_PARAMETERS:,}); its header is damaged or not meant for this tool")
+
+
+def check_model(path: str | Path) -> None:
+    """Load a model file's weights and run it once on a tiny input, here and now: weights
+    that do not fit the architecture, or a network that gives non-finite values (NaN
+    weights), are refused before any output is touched or any worker started."""
+    config, module = load_model(path)
+    grid = cast(int, module.downsampling)
+    with torch.inference_mode():
+        y = module(torch.full((1, config.in_slices, 2 * grid, 2 * grid), 0.5))
+    if not bool(torch.isfinite(y).all()):
+        raise PssrError(f"{path}: the model gives non-finite values (NaN or Inf) on a plain "
+                        "input; its weights are damaged")
+
+
 def model_info(path: str | Path) -> ModelInfo:
     """Inspect a model file: identity, configuration, receptive field and grid."""
     config = read_config(path)
+    check_size(config)
     module = build(config)
     return ModelInfo(
         path=str(Path(path).resolve()),
@@ -125,6 +157,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, nn.M
         architecture, or its weights do not fit the architecture.
     """
     config = read_config(path)
+    check_size(config)
     module = build(config)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:

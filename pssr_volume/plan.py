@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, Shape3, check_chunking, default_chunk
@@ -23,7 +26,7 @@ from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths
-from pssr_volume.model import ModelInfo, describe, model_info
+from pssr_volume.model import ModelInfo, check_model, describe, model_info
 from pssr_volume.models import bundled_model_path
 from pssr_volume.pyramid import (
     Downsampling,
@@ -62,6 +65,7 @@ class Job:
     chunk: Shape3
     dtype: str
     downsample: Downsampling = "mean"  # how the pyramid pools (labels: "mode")
+    nan_value: float | None = None  # replaces NaN and infinite input values (float inputs)
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,9 @@ def _resolve_model(config: RunConfig) -> ModelInfo:
     path = config.model or bundled_model_path()
     if config.model is None and not Path(path).is_file():
         raise PssrError("the bundled model is missing from this installation; pass --model")
-    return model_info(path)
+    info = model_info(path)
+    check_model(path)  # weights load and give finite values: fail here, not on the workers
+    return info
 
 
 def _round_up(n: int, step: int) -> int:
@@ -134,6 +140,58 @@ def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
                          f"receptive field {model.receptive_field[0]},"
                          f"{model.receptive_field[1]}: blocks may show seams")
     return BlockGrid(volume.shape, scale, block, (model.z_halo, *halo_yx), grid), chunk
+
+
+def input_identity(path: str, sample: np.ndarray | None) -> dict[str, Any]:
+    """What tells a changed input from the one a run started with (``--resume`` refuses a
+    changed one): a file's size and modification time, and a hash of the voxels sampled for
+    the intensity range (which also covers folders and stores whose files change in place)."""
+    ident: dict[str, Any] = {}
+    if os.path.isfile(path):
+        st = os.stat(path)
+        ident.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    if sample is not None:
+        ident["sample_sha256"] = hashlib.sha256(np.ascontiguousarray(sample).tobytes()).hexdigest()
+    return ident
+
+
+def _finite(sample: np.ndarray, nan_value: float | None, source: str) -> np.ndarray:
+    """The sample with non-finite values replaced by ``nan_value``; without one, refused."""
+    if sample.dtype.kind != "f":
+        return sample
+    bad = ~np.isfinite(sample)
+    n = int(bad.sum())
+    if n == 0:
+        return sample
+    if nan_value is None:
+        raise PssrError(f"{source} holds NaN or infinite values ({n} of {sample.size} sampled "
+                        "voxels); pass --nan-value V to replace them with V")
+    return np.where(bad, np.float64(nan_value), sample)
+
+
+MAX_CHUNK_BYTES = 1 << 30  # codecs and shard indices handle chunks up to here comfortably
+
+
+def _check_memory(grid: BlockGrid, chunk: Shape3, dtype: str) -> None:
+    """Refuse a block, halo or chunk that cannot fit in memory, before anything starts."""
+    import psutil
+
+    itemsize = np.dtype(dtype).itemsize
+    if math.prod(chunk) * itemsize > MAX_CHUNK_BYTES:
+        raise PssrError(f"chunk shape {','.join(map(str, chunk))} is "
+                        f"{math.prod(chunk) * itemsize / 2**30:.1f} GiB a chunk; at most "
+                        f"{MAX_CHUNK_BYTES / 2**30:.0f} GiB (the default is up to 8,256,256)")
+    block = grid.block_at((0, 0, 0))
+    s = grid.scale
+    tile_out = [(b - a) * s for a, b in block.tile[1:]]
+    sections = block.write[0][1] - block.write[0][0]
+    need = sections * tile_out[0] * tile_out[1] * 4 * 3  # prediction, rounding, pooling
+    have = psutil.virtual_memory().total
+    if need > have:
+        raise PssrError(f"a block task would need about {need / 2**30:.0f} GiB (block "
+                        f"{','.join(map(str, grid.block))} with halo "
+                        f"{grid.halo[1]},{grid.halo[2]}) but this machine has "
+                        f"{have / 2**30:.0f} GiB; use a smaller --block-shape or --halo")
 
 
 def _voxel_size(config: RunConfig, volume: InputVolume, notes: list[str]) -> tuple[float, ...]:
@@ -173,6 +231,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     if model.config.in_slices > 1 and volume.shape[0] == 1:
         notes.append("a multi-section model on a single section: neighbours are reflections")
     grid, chunk = _geometry(config, volume, model, notes)
+    _check_memory(grid, chunk, volume.dtype)
     voxel = _voxel_size(config, volume, notes)
     s = model.config.scale
     out_voxel = (voxel[0], voxel[1] / s, voxel[2] / s)
@@ -183,15 +242,19 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     shift = (t[0] + o[0] * voxel[0], t[1] + o[1] * voxel[1] - (s - 1) / 2 * out_voxel[1],
              t[2] + o[2] * voxel[2] - (s - 1) / 2 * out_voxel[2])
     levels = plan_levels(grid.out_shape, out_voxel, config.levels, translation=shift)
+    if config.levels is not None and len(levels) < config.levels:
+        notes.append(f"--levels {config.levels}: the volume is a single voxel in y and x "
+                     f"after {len(levels)} level(s), so {len(levels)} are written")
     stages = plan_stages(levels, grid.block, chunk)
     shards = None
     if config.ngff_version == "0.5":
         shards = shard_shapes(levels, stages, chunk, config.shard_shape)
     norm_cfg = model.config.normalization
     sample = None
-    if norm_cfg.mode == "percentile":
+    if norm_cfg.mode == "percentile" or np.dtype(volume.dtype).kind == "f":
         sample = sample_volume(whole.read, whole.shape)
-    norm = intensity_range(norm_cfg, sample)
+        sample = _finite(sample, config.nan_value, volume.source)
+    norm = intensity_range(norm_cfg, sample if norm_cfg.mode == "percentile" else None)
     if cluster is None:
         device, threads = choose_device(config.device, config.cluster), 0
     else:
@@ -201,7 +264,8 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     settings = {
         "model_sha256": model.sha256,
         "input": {"path": volume.path, "array": volume.array_path,
-                  "shape": list(volume.shape), "dtype": volume.dtype},
+                  "shape": list(volume.shape), "dtype": volume.dtype,
+                  "identity": input_identity(volume.path, sample)},
         "roi": None if config.roi is None else [list(r) for r in config.roi],
         "input_voxel_size_nm": list(voxel),
         "scale": model.config.scale,
@@ -218,12 +282,13 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         "compression": {"codec": "zstd", "level": config.compression_level},
         "device": device,
         "batch_size": config.batch_size,
+        "nan_value": config.nan_value,
     }
     job = Job(
         input=volume, output=str(config.output.resolve()), model_path=model.path,
         model_sha=model.sha256, device=device, batch_size=config.batch_size, threads=threads,
         grid=grid, blend=config.blend, norm=norm, levels=levels, stages=stages, chunk=chunk,
-        dtype=volume.dtype,
+        dtype=volume.dtype, nan_value=config.nan_value,
     )
     ident = fingerprint(settings)
     complete = check_output(config.output, resume=config.resume, overwrite=config.overwrite,

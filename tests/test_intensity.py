@@ -47,3 +47,25 @@ def test_sample_is_deterministic_and_spread():
     assert [r[0].start for r in reads] == [0, 10, 20, 29, 39]
     big = sample_volume(lambda r: vol[r], (40, 50, 60), max_slices=2, patch=8, patches_per_axis=3)
     assert big.size == 2 * 9 * 64
+
+
+@pytest.mark.parametrize("dtype", ["uint32", "int32", "uint64", "int64", "uint16", "uint8"])
+def test_full_range_integers_round_trip_at_their_extremes(dtype):
+    """The brightest voxels of a 32- or 64-bit volume used to wrap to 0 (float32 cannot hold
+    the maximum). Through normalise -> identity network (float32) -> map back, the extremes
+    come back exactly and nothing wraps."""
+    info = np.iinfo(dtype)
+    x = np.unique(np.array([info.min, info.min + 1, 0, info.max // 3, info.max - 1, info.max],
+                           dtype=dtype))  # sorted
+    lo, hi = float(info.min), float(info.max)
+    y = normalize(x, lo, hi)
+    assert y.dtype == np.float32
+    back = denormalize(y, lo, hi, dtype)
+    if np.dtype(dtype).itemsize < 8:
+        assert back[0] == info.min and back[-1] == info.max
+    else:  # 64-bit: float64 holds the extremes to 2^11 (of 2^64), and nothing wraps
+        assert back[0] <= info.min + 2048 and back[-1] >= info.max - 2048
+    # middle values: float32 precision of the network, never a wrap
+    rel = np.abs(back.astype(np.float64) - x.astype(np.float64)) / (hi - lo)
+    assert rel.max() < 1e-6
+    assert np.all(np.diff(back.astype(np.float64)) >= 0)
