@@ -154,14 +154,16 @@ def cli() -> None:
               help="Restore only this sub-volume (input voxels, Z0:Z1,Y0:Y1,X0:X1).")
 @click.option("--dry-run", is_flag=True,
               help="Check everything and print the plan and its cost; write nothing.")
+@click.option("--verify", is_flag=True,
+              help="With --resume: check every chunk first and rewrite damaged or missing ones.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def run(**kwargs: Any) -> None:
+def run(verify: bool, **kwargs: Any) -> None:
     """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr, N5, file.h5:/dataset, MRC)
     into the OME-Zarr OUTPUT."""
     from pssr_volume.run import run as run_restore
 
     config = RunConfig(**kwargs)
-    stats = run_restore(config, log=_echo)
+    stats = run_restore(config, log=_echo, verify=verify)
     if config.dry_run:
         _echo("dry run: nothing was written")
         return
@@ -394,6 +396,21 @@ def info(path: Path, as_json: bool) -> None:
     if details.get("provenance"):
         click.echo("provenance:")
         click.echo(json.dumps(details["provenance"], indent=2))
+
+
+@cli.command()
+@click.argument("output", type=click.Path(path_type=Path))
+def verify(output: Path) -> None:
+    """Re-read every chunk of every level of the OME-Zarr OUTPUT: one line per damaged
+    (undecodable, checksum mismatch) or missing chunk, then a summary. Exit status 0 when
+    all is well, 1 when damage was found (rewrite it with --resume --verify)."""
+    from pssr_volume.verify import DamageFound
+    from pssr_volume.verify import verify as verify_output
+
+    report = verify_output(output, on_damage=lambda d: click.echo(d.line()))
+    if report.damage:
+        raise DamageFound(report.summary())
+    click.echo(report.summary())
 
 
 def main(argv: list[str] | None = None) -> int:

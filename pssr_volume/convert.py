@@ -26,9 +26,11 @@ import numpy as np
 
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, check_chunking
-from pssr_volume.cluster.executors import check_cluster, open_executor
+from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
+from pssr_volume.cluster.logs import worker_log_path
 from pssr_volume.config import ConvertConfig
 from pssr_volume.engine import execute
+from pssr_volume.errors import PssrError
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import (
     OutputLayout,
@@ -37,10 +39,12 @@ from pssr_volume.io.ome_zarr import (
     complete_output,
     open_output,
 )
+from pssr_volume.lease import hold
 from pssr_volume.plan import Job, fingerprint
 from pssr_volume.progress import ProgressBar
 from pssr_volume.pyramid import plan_levels, plan_stages, shard_shapes
 from pssr_volume.types import Shape3
+from pssr_volume.verify import TaskMap, verify_for_resume
 
 __all__ = ["ConvertStats", "convert"]
 
@@ -139,7 +143,8 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     return ConvertPlan(job, layout, settings, provenance, tuple(notes), complete)
 
 
-def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None) -> ConvertStats:
+def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
+            verify: bool = False) -> ConvertStats:
     """Convert ``config.input`` into a multiscale OME-Zarr image at ``config.output``.
 
     Parameters
@@ -154,6 +159,12 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None) 
         :data:`TASK_BYTES`.
     log : callable
         Receives human-readable notes and warnings.
+    verify : bool
+        With ``config.resume``: check every chunk first and redo the tasks that wrote
+        damaged or missing ones (see :mod:`pssr_volume.verify`).
+
+    The output's lease (:mod:`pssr_volume.lease`) is held from before the output is
+    created or reused until it is finished: another run on it is refused meanwhile.
 
     Raises
     ------
@@ -161,13 +172,33 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None) 
         For a bad input, option or output (nothing is written then); a failed task
         (finished blocks are kept; ``--resume`` completes the conversion).
     """
+    if verify and not config.resume:
+        raise PssrError("--verify checks an output before finishing it: use it with --resume")
     cluster = check_cluster(config)
     plan = plan_convert(config)
     job, out = plan.job, Path(config.output)
     vol, top = job.input, job.levels
-    if plan.complete:
+    nothing = ConvertStats(str(out), vol.shape, vol.dtype, top[0].voxel_size, len(top), 0, 0.0)
+    if plan.complete and not verify:
         log(f"{out} is complete: nothing to resume")
-        return ConvertStats(str(out), vol.shape, vol.dtype, top[0].voxel_size, len(top), 0, 0.0)
+        return nothing
+    with hold(out, "pssr-volume convert"):
+        # again, now that no other run can start on it (one may have finished meanwhile)
+        complete = check_output(out, resume=config.resume, overwrite=config.overwrite,
+                                fingerprint=plan.provenance["fingerprint"],
+                                settings=plan.settings)
+        if verify:  # damage found: the output is unfinished again, those tasks undone
+            complete = not verify_for_resume(out, TaskMap(job.levels, job.stages), log)
+        if complete:
+            log(f"{out} is complete: nothing to resume")
+            return nothing
+        return _convert(config, plan, cluster, log)
+
+
+def _convert(config: ConvertConfig, plan: ConvertPlan, cluster: ClusterSpec,
+             log: Callable[[str], None]) -> ConvertStats:
+    job, out = plan.job, Path(config.output)
+    vol, top = job.input, job.levels
     for note in plan.notes:
         log(note if note.startswith("warning") else f"note: {note}")
     log(f"input   {vol.source}: {vol.kind} {_fmt(vol.shape)} {vol.dtype}, voxel "
@@ -177,7 +208,7 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None) 
                                    if plan.layout.shards else "")
         + f"NGFF {config.ngff_version}")
     started = time.perf_counter()
-    with open_executor(cluster) as ex:
+    with open_executor(cluster, worker_log_path(out)) as ex:
         open_output(out, plan.layout, plan.provenance, overwrite=config.overwrite)
         bar = ProgressBar(config.progress, "converting")
         try:

@@ -57,6 +57,22 @@ class Journal:
         with contextlib.suppress(OSError):
             self.dir.parent.rmdir()  # the state folder, when nothing else is in it
 
+    def replace(self, keys: set[str]) -> None:
+        """Make ``keys`` the only tasks recorded as done (``--resume --verify`` forgets the
+        tasks whose data was found damaged). Call only while no task runs (the driver,
+        holding the output's lease). A crash part way leaves fewer tasks done, never more:
+        the new log is written under a temporary name, the old logs are deleted, and only
+        then is the new one renamed into place."""
+        if any("\n" in k for k in keys):
+            raise ValueError("journal keys are single lines")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"verified-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = self.dir / f"{name}.tmp"
+        tmp.write_text("".join(k + "\n" for k in sorted(keys)))
+        for f in self.dir.glob("*.log"):
+            f.unlink()
+        os.replace(tmp, self.dir / f"{name}.log")
+
     def done(self) -> set[str]:
         """Keys of all tasks recorded as done, by any process."""
         keys: set[str] = set()

@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pssr_volume.cluster.executors import check_cluster, open_executor
+from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
+from pssr_volume.cluster.logs import worker_log_path
 from pssr_volume.config import RunConfig
 from pssr_volume.engine import RunStats, execute
 from pssr_volume.errors import PssrError
 from pssr_volume.estimate import describe, estimate
-from pssr_volume.io.ome_zarr import complete_output, open_output
+from pssr_volume.io.ome_zarr import check_output, complete_output, open_output
+from pssr_volume.lease import hold
 from pssr_volume.plan import Plan, make_plan
 from pssr_volume.progress import ProgressBar
+from pssr_volume.verify import TaskMap, verify_for_resume
 
 
 def _fmt(values: tuple | list, sep: str = "x") -> str:
@@ -64,8 +67,14 @@ def prepare_output(plan: Plan, threads: int = 0) -> None:
             )
 
 
-def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunStats:
+def run(config: RunConfig, log: Callable[[str], None] = lambda s: None,
+        verify: bool = False) -> RunStats:
     """Restore ``config.input`` into the OME-Zarr ``config.output``.
+
+    The output's lease (:mod:`pssr_volume.lease`) is held from before the output is
+    created or reused until it is finished: another run on it is refused meanwhile. With
+    ``verify`` (``--resume --verify``), every chunk is checked first and the tasks that
+    wrote damaged or missing chunks are redone (:mod:`pssr_volume.verify`).
 
     Raises
     ------
@@ -73,19 +82,37 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunSt
         For any user error (nothing is written then) or a failed task
         (finished blocks are kept; ``--resume`` completes the run).
     """
+    if verify and not config.resume:
+        raise PssrError("--verify checks an output before finishing it: use it with --resume")
     cluster = check_cluster(config)  # profile, GPU, SLURM: fail before any work
     plan = make_plan(config, cluster)
     if config.dry_run:
         for line in [*(f"note: {n}" for n in plan.notes), *summary(plan),
                      *describe(estimate(plan))]:
             log(line)
-        n = len(plan.job.grid)
-        return RunStats(blocks_total=n)
-    if plan.complete:
+        return RunStats(blocks_total=len(plan.job.grid))
+    n = len(plan.job.grid)
+    if plan.complete and not verify:
         log(f"{config.output} is complete: nothing to resume")
-        n = len(plan.job.grid)
         return RunStats(blocks_total=n, blocks_skipped=n)
-    with open_executor(cluster) as ex:
+    with hold(config.output, "pssr-volume run"):
+        # again, now that no other run can start on it (one may have finished meanwhile)
+        complete = check_output(config.output, resume=config.resume, overwrite=config.overwrite,
+                                fingerprint=plan.fingerprint, settings=plan.settings)
+        if verify:  # damage found: the output is unfinished again, those tasks undone
+            tasks = TaskMap(plan.job.levels, plan.job.stages)
+            complete = not verify_for_resume(config.output, tasks, log)
+        if complete:
+            log(f"{config.output} is complete: nothing to resume")
+            return RunStats(blocks_total=n, blocks_skipped=n)
+        stats = _restore(plan, cluster, config, log)
+        complete_output(config.output)
+    return stats
+
+
+def _restore(plan: Plan, cluster: ClusterSpec, config: RunConfig,
+             log: Callable[[str], None]) -> RunStats:
+    with open_executor(cluster, worker_log_path(config.output)) as ex:
         prepare_output(plan, cluster.threads)
         for note in plan.notes:
             log(f"note: {note}")
@@ -95,8 +122,6 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None) -> RunSt
             log(f"cluster {config.cluster}: {ex.n_workers} worker(s), dashboard {ex.dashboard}")
         bar = ProgressBar(config.progress, "restoring")
         try:
-            stats = execute(plan.job, ex, bar)
+            return execute(plan.job, ex, bar)
         finally:
             bar.close()
-    complete_output(config.output)
-    return stats

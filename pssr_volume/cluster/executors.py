@@ -24,6 +24,11 @@ block engine submits tasks to:
 ``sync``
     Everything in this process, one task at a time (debugging, profiling).
 
+Logs: the clusters this process starts on this machine (``local``, ``cuda``) write their
+scheduler, nanny and worker logs, and anything the worker processes print, to a file
+beside the output (``<output>.log``, see :mod:`pssr_volume.cluster.logs`), not to the
+terminal: a failed, terminated or interrupted run prints one line, which names that file.
+
 Faults: a task whose worker dies is rescheduled by Dask; a task that raises is
 retried twice. SLURM worker jobs that end (walltime, preemption, a node
 failure) are replaced while the run lasts. SIGTERM (what SLURM sends when an
@@ -46,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pssr_volume.cluster.logs import logs_to
 from pssr_volume.cluster.profile import SlurmProfile, load_profile
 from pssr_volume.cluster.slurm import _require_sbatch, start_slurm
 from pssr_volume.config import ExecutionConfig
@@ -397,7 +403,7 @@ def _sigterm_stops_cleanly() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_executor(spec: ClusterSpec) -> Iterator[Any]:
+def open_executor(spec: ClusterSpec, log_file: Path | None = None) -> Iterator[Any]:
     """Start (or connect to) the cluster of a checked run and yield an executor.
 
     Parameters
@@ -406,6 +412,10 @@ def open_executor(spec: ClusterSpec) -> Iterator[Any]:
         What :func:`check_cluster` resolved: the cluster (``local``, ``cuda``,
         ``slurm``, ``sync`` or ``tcp://HOST:PORT``), its worker processes (for
         ``slurm`` they override the profile's job count) and the SLURM profile.
+    log_file : Path, optional
+        Where a ``local`` or ``cuda`` cluster's logs go (see the module docstring;
+        :func:`~pssr_volume.cluster.logs.worker_log_path` names the file of an output).
+        Without it they go to stderr.
 
     Clusters this function starts are shut down on exit (SLURM jobs are
     cancelled, also on SIGTERM); a ``tcp://`` scheduler is only disconnected from.
@@ -420,7 +430,8 @@ def open_executor(spec: ClusterSpec) -> Iterator[Any]:
     if cluster == "sync":
         yield SerialExecutor()
         return
-    with _sigterm_stops_cleanly():
+    logs = log_file if cluster in ("local", "cuda") else None
+    with logs_to(logs), _sigterm_stops_cleanly():
         started: Any = None
         keeper: Any = None
         planned = 0

@@ -8,6 +8,18 @@ is ever deleted); :func:`open_output` creates the store (or reuses it on resume)
 0.5 on zarr v3 (default, sharded) or 0.4 on zarr v2. Arrays are created once by the
 driver; tasks write whole chunks or shards of them through :mod:`pssr_volume.io.levels`.
 The metadata itself is written by ome-zarr-py, the reference implementation.
+
+One run at a time: the driver holds the output's lease (:mod:`pssr_volume.lease`, a file in
+the state folder ``.pssr-volume``) from before the store is created or reused until it is
+finished; :func:`check_output` and :func:`remove_output` refuse an output whose lease another
+live process holds, and the state folder never counts as content of the output.
+
+Every chunk carries a checksum (NGFF 0.5: the ``crc32c`` codec after zstd; a shard's index
+has its own crc32c) and every chunk is stored, also one equal to the fill value
+(:mod:`pssr_volume.io.levels`), so ``pssr-volume verify`` can tell a damaged or missing
+chunk from an empty one. NGFF 0.4 (zarr v2) chunks have no checksum: tensorstore's zarr v2
+driver does not accept zstd's ``checksum`` option, so damage there is found only where zstd
+cannot decode it.
 """
 
 from __future__ import annotations
@@ -23,13 +35,15 @@ import numcodecs
 import zarr
 from ome_zarr.format import FormatV04, FormatV05
 from ome_zarr.writer import write_multiscales_metadata
-from zarr.codecs import ZstdCodec
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from pssr_volume.errors import PssrError
-from pssr_volume.journal import Journal
+from pssr_volume.journal import STATE_DIR, Journal
+from pssr_volume.lease import check_not_leased, held_token
 from pssr_volume.pyramid import Level
 
 PROVENANCE_KEY = "pssr_volume"
+STORAGE_KEY = "storage"  # provenance: how chunks are stored (what verify may expect)
 AXES = [{"name": n, "type": "space", "unit": "nanometer"} for n in ("z", "y", "x")]
 
 
@@ -70,13 +84,15 @@ def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int,
     v3 = ngff_version == "0.5"
     if shards is not None and not v3:
         raise PssrError("sharding needs NGFF 0.5 (zarr v3); NGFF 0.4 outputs are unsharded")
-    group = zarr.open_group(str(path), mode="w-", zarr_format=3 if v3 else 2)
+    # an output folder that holds only our state folder (the lease) is new: "a" creates it
+    fresh = path.is_dir() and not _contents(path)
+    group = zarr.open_group(str(path), mode="a" if fresh else "w-", zarr_format=3 if v3 else 2)
     for k, lv in enumerate(levels):
         if v3:
             group.create_array(
                 lv.path, shape=lv.shape, chunks=chunk, dtype=dtype, fill_value=0,
                 shards=None if shards is None else shards[k],
-                compressors=ZstdCodec(level=compression_level),
+                compressors=(ZstdCodec(level=compression_level), Crc32cCodec()),
                 dimension_names=["z", "y", "x"],
             )
         else:
@@ -99,7 +115,9 @@ def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int,
                   "kwargs": {"method": downsample}},
     )
     if provenance is not None:
-        group.attrs[PROVENANCE_KEY] = json.loads(json.dumps(provenance))
+        storage = {"every_chunk_stored": True, "checksum": "crc32c" if v3 else None}
+        group.attrs[PROVENANCE_KEY] = json.loads(json.dumps({**provenance,
+                                                             STORAGE_KEY: storage}))
 
 
 def read_provenance(path: str | Path) -> dict[str, Any] | None:
@@ -111,6 +129,30 @@ def read_provenance(path: str | Path) -> dict[str, Any] | None:
         return None
     value = group.attrs.get(PROVENANCE_KEY)
     return dict(value) if isinstance(value, dict) else None
+
+
+def level_paths(path: str | Path) -> list[str]:
+    """The array paths of an OME-Zarr image's levels, highest resolution first (from its
+    multiscales metadata, NGFF 0.4 or 0.5).
+
+    Raises
+    ------
+    PssrError
+        When ``path`` is no OME-Zarr image.
+    """
+    from pssr_volume.io.zarr_input import multiscales
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, ValueError, TypeError, zarr.errors.NodeTypeValidationError,
+            zarr.errors.GroupNotFoundError):
+        raise PssrError(f"{path} is not an OME-Zarr image (no Zarr group there)") from None
+    found = multiscales(group.attrs.asdict())
+    datasets = found[0].get("datasets") if found else None
+    paths = [str(d["path"]) for d in datasets or [] if isinstance(d, dict) and "path" in d]
+    if not paths:
+        raise PssrError(f"{path} is not an OME-Zarr image (no multiscales metadata)")
+    return paths
 
 
 def update_provenance(path: str | Path, **updates: Any) -> None:
@@ -125,11 +167,26 @@ def _is_pssr_output(path: Path) -> bool:
     return read_provenance(path) is not None
 
 
+def _contents(path: Path) -> list[Path]:
+    """What a folder holds, apart from our state folder (journal, lease)."""
+    return [p for p in path.iterdir() if p.name != STATE_DIR]
+
+
 def remove_output(path: Path) -> None:
     """Delete an existing output for ``--overwrite``: only a pssr-volume output (a Zarr
-    store with its provenance) or an empty directory is ever deleted."""
-    if path.is_dir() and (not any(path.iterdir()) or _is_pssr_output(path)):
-        shutil.rmtree(path)
+    store with its provenance) or an empty directory is ever deleted, and never one whose
+    lease another live process holds. The lease this process holds on it is kept."""
+    check_not_leased(path)
+    if path.is_dir() and (not _contents(path) or _is_pssr_output(path)):
+        if held_token(path) is None:
+            shutil.rmtree(path)
+            return
+        for p in _contents(path):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        Journal(path).remove()  # the old run's journal; our lease stays
         return
     what = "a Zarr store written by another tool" if is_zarr_store(path) else "not a Zarr store"
     raise PssrError(f"refusing to delete {path}: it is {what}")
@@ -145,15 +202,18 @@ def check_output(path: Path, *, resume: bool, overwrite: bool, fingerprint: str,
                  "to replace it") -> bool:
     """Refuse an existing output unless ``resume`` (same fingerprint) or ``overwrite``.
 
-    Writes nothing; run it before any work starts. Returns whether the output is a
-    finished one that ``resume`` asked for: nothing is left to do then.
+    Writes nothing; run it before any work starts, and again once the output's lease is
+    held. Returns whether the output is a finished one that ``resume`` asked for: nothing
+    is left to do then. An output another live process holds the lease of is refused,
+    whatever the flags (``--overwrite`` included).
     """
     if not path.exists():
         return False
-    if path.is_dir() and not any(path.iterdir()) and not resume:
+    check_not_leased(path)
+    if path.is_dir() and not _contents(path):  # empty but for a lease: new, also on resume
         return False
     if overwrite:
-        if not (path.is_dir() and (not any(path.iterdir()) or _is_pssr_output(path))):
+        if not (path.is_dir() and (not _contents(path) or _is_pssr_output(path))):
             what = ("a Zarr store written by another tool" if is_zarr_store(path)
                     else "not a pssr-volume output")
             raise PssrError(f"refusing to overwrite {path}: it is {what}")
@@ -195,8 +255,9 @@ def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
     prov = read_provenance(path)
     if prov is not None:
         return prov
-    if path.is_dir():
-        path.rmdir()  # an empty directory (anything else was refused by check_output)
+    if path.is_dir() and not _contents(path) and held_token(path) is None:
+        shutil.rmtree(path)  # an empty directory (anything else was refused by check_output)
+    Journal(path).remove()  # a new store: no journal of an earlier store may count
     create_output(path, layout.levels, layout.chunk, layout.dtype, layout.ngff_version,
                   layout.compression_level, name=layout.name,
                   provenance={**provenance, "status": "running"}, shards=layout.shards,
@@ -206,7 +267,23 @@ def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
 
 def complete_output(path: Path) -> None:
     """Mark an output finished in its provenance, then delete its journal (no folder of
-    ours is left inside a finished output)."""
+    ours is left inside a finished output once its lease is released too)."""
     update_provenance(path, status="complete",
                       completed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     Journal(path).remove()
+
+
+def reopen_output(path: Path, done: set[str]) -> None:
+    """Make a finished (or interrupted) output resumable with only the tasks ``done``
+    counted as done: ``--resume --verify`` after damage was found. The status goes back
+    to ``running`` first, then the journal is replaced: a crash in between leaves an
+    output whose every task is redone, never one that skips damaged ones."""
+    update_provenance(path, status="running")
+    Journal(path).replace(done)
+
+
+def storage_of(prov: dict[str, Any] | None) -> dict[str, Any]:
+    """How an output's chunks are stored: ``every_chunk_stored`` (a missing chunk is
+    damage, not an empty one) and ``checksum``; older outputs record neither."""
+    value = (prov or {}).get(STORAGE_KEY)
+    return dict(value) if isinstance(value, dict) else {}

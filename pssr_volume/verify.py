@@ -1,0 +1,375 @@
+"""``pssr-volume verify``: re-read every chunk of every level and name the damaged or missing.
+
+Every chunk of an NGFF 0.5 output carries a crc32c checksum, and every chunk is stored (also
+one whose voxels equal the fill value; see :mod:`pssr_volume.io.levels`), so a chunk that
+was zeroed, truncated, altered or deleted after it was written is found:
+
+* *damaged*: it does not decode, or its checksum does not match (NGFF 0.4 chunks have no
+  checksum: there only what zstd cannot decode is found);
+* *missing*: it does not exist where data was written. In a finished output that is every
+  chunk; in an unfinished one, the chunks of the tasks its journal records as done. An
+  output written before chunks were always stored (its provenance lacks
+  ``storage.every_chunk_stored``), or not by pssr-volume, may lack chunks that were all
+  fill value: there a missing chunk reads as the fill value and is not reported.
+
+Levels are read region by region (at most :data:`READ_VOXELS` voxels at a time, whole files);
+only a region that fails is re-read file by file, and a failing shard chunk by chunk, so
+memory stays bounded and the common case is one pass at tensorstore's speed.
+
+``run --resume --verify`` (and ``convert`` with ``verify=True``) first verifies, then makes
+the journal forget the tasks that wrote damaged chunks, and the pyramid tasks that read what
+those tasks wrote, so the resume rewrites exactly them (:func:`verify_for_resume`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pssr_volume.engine import block_key, pyramid_key
+from pssr_volume.errors import PssrError, RunFailed
+from pssr_volume.io.levels import LevelLayout, check_region, is_missing, level_layout
+from pssr_volume.io.ome_zarr import (
+    level_paths,
+    read_provenance,
+    reopen_output,
+    storage_of,
+)
+from pssr_volume.journal import Journal
+from pssr_volume.lease import check_not_leased
+from pssr_volume.pyramid import (
+    Level,
+    Stage,
+    child_region,
+    cumulative,
+    parent_region,
+    plan_stages,
+)
+
+Box = tuple[tuple[int, int], ...]
+READ_VOXELS = 16 << 20  # voxels per read: 16 MiB of uint8, 64 MiB of float32
+
+
+class DamageFound(RunFailed):
+    """``pssr-volume verify`` found damaged or missing chunks: exit status 1."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One damaged or missing file (a chunk, or a whole shard) of a level."""
+
+    level: str
+    kind: str  # "damaged" or "missing"
+    unit: str  # "chunk" or "shard"
+    index: tuple[int, ...]  # its position in the level's chunk (or shard) grid
+    box: Box  # the voxels it holds
+    file: str  # relative to the output
+    chunks: int  # chunks it holds
+    detail: str = ""
+
+    def line(self) -> str:
+        """One line: what, where, which voxels and why."""
+        voxels = ",".join(f"{a}:{b}" for a, b in self.box)
+        text = (f"{self.kind}: level {self.level} {self.unit} "
+                f"{','.join(map(str, self.index))} ({self.file}, voxels {voxels})")
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_output` found."""
+
+    output: str
+    levels: int = 0
+    chunks: int = 0
+    files: int = 0
+    missing_checked: bool = True  # whether a missing chunk counts as damage everywhere
+    damage: list[Damage] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The last line of ``pssr-volume verify``."""
+        what = f"{self.chunks} chunk(s) in {self.files} file(s), {self.levels} level(s)"
+        note = "" if self.missing_checked else (
+            " (missing chunks count only where data was recorded as written)")
+        if not self.damage:
+            return f"verified {self.output}: {what}: no damage{note}"
+        bad = sum(d.chunks for d in self.damage if d.kind == "damaged")
+        gone = sum(d.chunks for d in self.damage if d.kind == "missing")
+        return (f"{self.output}: {bad} damaged and {gone} missing chunk(s) of {what}{note}; "
+                "rerun the command that wrote it with --resume --verify to rewrite them")
+
+
+def _short(error: str) -> str:
+    text = error.split(" [tensorstore_spec=")[0].strip()
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+def _grid(shape: Sequence[int], unit: Sequence[int]) -> list[range]:
+    return [range(math.ceil(n / u)) for n, u in zip(shape, unit)]
+
+
+def _box(index: Sequence[int], unit: Sequence[int], shape: Sequence[int]) -> Box:
+    return tuple((i * u, min((i + 1) * u, n)) for i, u, n in zip(index, unit, shape))
+
+
+def _read_shape(layout: LevelLayout) -> tuple[int, ...]:
+    """Whole files per read, growing x, then y, then z, within :data:`READ_VOXELS`."""
+    shape = list(layout.unit)
+    for axis in (2, 1, 0):
+        full = math.ceil(layout.shape[axis] / layout.unit[axis]) * layout.unit[axis]
+        while shape[axis] < full and math.prod(shape) * 2 <= READ_VOXELS:
+            shape[axis] = min(full, shape[axis] * 2)
+    return tuple(shape)
+
+
+def _units(region_index: Sequence[int], per: Sequence[int],
+           counts: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    ranges = [range(r * p, min((r + 1) * p, c)) for r, p, c in zip(region_index, per, counts)]
+    return itertools.product(*ranges)
+
+
+def _check_level(output: Path, layout: LevelLayout, expected: Callable[[Box], bool],
+                 report: Callable[[Damage], None]) -> tuple[int, int]:
+    """Check one level; returns (chunks, files)."""
+    unit, shape = layout.unit, layout.shape
+    counts = [len(r) for r in _grid(shape, unit)]
+    read = _read_shape(layout)
+    per = [r // u for r, u in zip(read, unit)]
+    for region_index in itertools.product(*_grid(counts, per)):
+        units = list(_units(region_index, per, counts))
+        modes = [expected(_box(u, unit, shape)) for u in units]
+        if all(modes) or not any(modes):  # one read for the region (read = per * unit)
+            box = _box(region_index, read, shape)
+            if check_region(output, layout.level, box, modes[0]) is None:
+                continue
+        for u, strict in zip(units, modes):
+            _check_unit(output, layout, u, strict, report)
+    chunks = math.prod(math.ceil(n / c) for n, c in zip(shape, layout.chunk))
+    return chunks, math.prod(counts)
+
+
+def _check_unit(output: Path, layout: LevelLayout, index: tuple[int, ...], strict: bool,
+                report: Callable[[Damage], None]) -> None:
+    box = _box(index, layout.unit, layout.shape)
+    error = check_region(output, layout.level, box, strict)
+    if error is None:
+        return
+    name = f"{layout.level}/{layout.file(index)}"
+    per_file = math.prod(math.ceil((b - a) / c) for (a, b), c in zip(box, layout.chunk))
+    if layout.shard is None or not (output / name).is_file():
+        kind = "missing" if is_missing(error) or not (output / name).exists() else "damaged"
+        report(Damage(layout.level, kind, "shard" if layout.shard else "chunk", index, box,
+                      name, per_file, "" if kind == "missing" else _short(error)))
+        return
+    bad: list[Damage] = []
+    origin = [a for a, _ in box]
+    inner = [range(math.ceil((b - a) / c)) for (a, b), c in zip(box, layout.chunk)]
+    for j in itertools.product(*inner):
+        cbox = tuple((o + k * c, min(o + (k + 1) * c, b))
+                     for o, k, c, (_, b) in zip(origin, j, layout.chunk, box))
+        e = check_region(output, layout.level, cbox, strict)
+        if e is not None:
+            cindex = tuple(a // c for (a, _), c in zip(cbox, layout.chunk))
+            kind = "missing" if is_missing(e) else "damaged"
+            bad.append(Damage(layout.level, kind, "chunk", cindex, cbox, name, 1,
+                              "" if kind == "missing" else _short(e)))
+    if len(bad) == per_file and len({d.kind for d in bad}) == 1:  # the whole shard
+        report(Damage(layout.level, bad[0].kind, "shard", index, box, name, per_file,
+                      "" if bad[0].kind == "missing" else _short(error)))
+    else:
+        for d in bad:
+            report(d)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class TaskMap:
+    """Which task of a run wrote which region of which level (the engine's task layout:
+    block tasks write levels ``0..stages[0].last``, each later stage's tasks the levels of
+    their stage), and the journal key of each."""
+
+    levels: tuple[Level, ...]
+    stages: tuple[Stage, ...]
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> TaskMap | None:
+        """Rebuild the task layout from an output's recorded settings (``None`` if they
+        lack what it needs)."""
+        try:
+            levels: list[Level] = []
+            for d in settings["levels"]:
+                z, y, x = (float(v) for v in d["voxel_size_nm"])
+                pz, py, px = levels[-1].voxel_size if levels else (z, y, x)
+                nz, ny, nx = (int(n) for n in d["shape"])
+                levels.append(Level(str(d["path"]), (nz, ny, nx), (z, y, x),
+                                    (max(1, round(z / pz)), max(1, round(y / py)),
+                                     max(1, round(x / px)))))
+            bz, by, bx = (int(n) for n in settings["block_shape"])
+            cz, cy, cx = (int(n) for n in settings["chunk_shape"])
+            lv = tuple(levels)
+            return cls(lv, plan_stages(lv, (bz, by, bx), (cz, cy, cx)))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+
+    def level_index(self, name: str) -> int:
+        return next(i for i, lv in enumerate(self.levels) if lv.path == name)
+
+    def _stage_of(self, k: int) -> int:
+        return next(s for s, st in enumerate(self.stages) if st.first <= k <= st.last)
+
+    def _tile(self, s: int, k: int) -> tuple[int, ...]:
+        st = self.stages[s]
+        f = cumulative(self.levels, st.first, k)
+        return tuple(t // ff for t, ff in zip(st.task, f))
+
+    def _key(self, s: int, index: tuple[int, ...]) -> str:
+        if s == 0:
+            return block_key((index[0], index[1], index[2]))
+        st = self.stages[s]
+        return pyramid_key(st.first, _box(index, st.task, self.levels[st.first].shape))
+
+    def _regions(self, s: int, index: tuple[int, ...]) -> dict[int, Box]:
+        st = self.stages[s]
+        region = _box(index, st.task, self.levels[st.first].shape)
+        out = {st.first: region}
+        for k in range(st.first + 1, st.last + 1):
+            region = child_region(region, self.levels[k].factors, self.levels[k].shape)
+            out[k] = region
+        return out
+
+    def _indices(self, s: int) -> Iterator[tuple[int, ...]]:
+        st = self.stages[s]
+        return itertools.product(*_grid(self.levels[st.first].shape, st.task))
+
+    def owner(self, k: int, box: Box) -> str:
+        """The journal key of the task that writes ``box`` (inside one task's region)."""
+        s = self._stage_of(k)
+        return self._key(s, tuple(a // t for (a, _), t in zip(box, self._tile(s, k))))
+
+    def all_keys(self) -> set[str]:
+        """Every task's key: what a finished output's journal would hold."""
+        return {self._key(s, i) for s in range(len(self.stages)) for i in self._indices(s)}
+
+    def redo(self, damaged: Sequence[tuple[int, Box]]) -> set[str]:
+        """Keys of the tasks that wrote the damaged ``(level, box)`` regions, and of every
+        later pyramid task that reads what those tasks write."""
+        keys: set[str] = set()
+        written: dict[int, list[Box]] = {}
+
+        def add(s: int, index: tuple[int, ...]) -> None:
+            keys.add(self._key(s, index))
+            for k, region in self._regions(s, index).items():
+                written.setdefault(k, []).append(region)
+
+        for k, box in damaged:
+            s = self._stage_of(k)
+            tile = self._tile(s, k)
+            spans = [range(a // t, math.ceil(b / t)) for (a, b), t in zip(box, tile)]
+            for index in itertools.product(*spans):
+                add(s, index)
+        for s in range(1, len(self.stages)):
+            st = self.stages[s]
+            assert st.source is not None  # later stages read a level
+            f = cumulative(self.levels, st.source, st.first)
+            for index in self._indices(s):
+                region = _box(index, st.task, self.levels[st.first].shape)
+                read = parent_region(region, f, self.levels[st.source].shape)
+                if any(_overlap(read, w) for w in written.get(st.source, [])):
+                    add(s, index)
+        return keys
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return all(a0 < b1 and b0 < a1 for (a0, a1), (b0, b1) in zip(a, b))
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def verify_output(output: str | Path, tasks: TaskMap | None = None,
+                  on_damage: Callable[[Damage], None] = lambda d: None) -> VerifyReport:
+    """Re-read every chunk of every level of ``output`` (see the module docstring).
+
+    ``tasks`` (else rebuilt from the provenance) tells which chunks an unfinished output
+    must hold; ``on_damage`` receives each finding as it is made.
+    """
+    out = Path(output)
+    prov = read_provenance(out)
+    names = level_paths(out)
+    stored_all = bool(storage_of(prov).get("every_chunk_stored"))
+    complete = prov is not None and prov.get("status") == "complete"
+    if tasks is None and prov is not None and isinstance(prov.get("settings"), dict):
+        tasks = TaskMap.from_settings(prov["settings"])
+    done = Journal(out).done() if stored_all and not complete and tasks is not None else set()
+    report = VerifyReport(str(output), missing_checked=stored_all and complete)
+
+    def found(d: Damage) -> None:
+        report.damage.append(d)
+        on_damage(d)
+
+    def expectation(name: str) -> Callable[[Box], bool]:
+        if stored_all and complete:
+            return lambda box: True
+        if not done or tasks is None or name not in {lv.path for lv in tasks.levels}:
+            return lambda box: False
+        k, owner = tasks.level_index(name), tasks.owner
+        return lambda box: owner(k, box) in done
+
+    for name in names:
+        layout = level_layout(out, name)
+        chunks, files = _check_level(out, layout, expectation(name), found)
+        report.levels += 1
+        report.chunks += chunks
+        report.files += files
+    return report
+
+
+def verify(output: str | Path, on_damage: Callable[[Damage], None] = lambda d: None
+           ) -> VerifyReport:
+    """``pssr-volume verify OUTPUT``: refuse an output another run is writing, then
+    :func:`verify_output`.
+
+    Raises
+    ------
+    PssrError
+        A missing output, one being written, or one that is no OME-Zarr image.
+    """
+    out = Path(output)
+    if not out.exists():
+        raise PssrError(f"not found: {output}")
+    check_not_leased(out)
+    return verify_output(out, on_damage=on_damage)
+
+
+def verify_for_resume(output: Path, tasks: TaskMap, log: Callable[[str], None]) -> bool:
+    """``--resume --verify``, holding the output's lease before any task runs: verify the
+    output, then make its journal forget the tasks whose data is damaged or missing (and
+    the pyramid tasks above them), and delete the damaged files: the tasks that own them
+    write them whole again (a shard lies inside one task's region). Returns whether
+    anything is left to do; a finished output with damage goes back to ``running``."""
+    prov = read_provenance(output)
+    if prov is None:  # no store yet (a --resume that starts afresh): nothing to check
+        return True
+    complete = prov.get("status") == "complete"
+    report = verify_output(output, tasks, on_damage=lambda d: log(d.line()))
+    if not report.damage:
+        log(report.summary())
+        return not complete
+    redo = tasks.redo([(tasks.level_index(d.level), d.box) for d in report.damage])
+    done = tasks.all_keys() if complete else Journal(output).done()
+    if complete:
+        reopen_output(output, done - redo)
+    else:
+        Journal(output).replace(done - redo)
+    for d in report.damage:  # only then: a rewrite of a partial edge shard reads the old file
+        (output / d.file).unlink(missing_ok=True)
+    bad = sum(d.chunks for d in report.damage)
+    log(f"verify: {bad} damaged or missing chunk(s) in {len(report.damage)} file(s); "
+        f"{len(redo)} task(s) will be redone")
+    return True
