@@ -97,7 +97,7 @@ def end_to_end(model_path: Path, inp: Path, out: Path, workers: int, block: tupl
                            silence_logs=logging.ERROR)
     client = Client(cluster)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    client.run(lambda: __import__("pssr_volume.engine") and None)  # warm the workers
+    client.run(lambda: __import__("pssr_volume.tasks") and None)  # warm the workers
     startup = time.perf_counter() - t0
     try:
         cfg = RunConfig(input=inp, output=out, model=model_path, cluster=cluster.scheduler_address,

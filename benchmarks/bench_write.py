@@ -71,7 +71,7 @@ def engine_run(cfg: dict[str, Any], workers: int) -> tuple[float, Any, int, floa
                            dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
-        client.run(lambda: __import__("pssr_volume.engine") and None)  # warm the workers
+        client.run(lambda: __import__("pssr_volume.tasks") and None)  # warm the workers
         threads = max(1, (os.cpu_count() or 1) // workers)
         client.run(lambda: __import__("torch").set_num_threads(threads))  # as --cluster local
         config = RunConfig(cluster=cluster.scheduler_address, progress=False, **cfg)

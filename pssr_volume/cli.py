@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from pssr_volume import __version__
+from pssr_volume.cli_options import Numbers, Ranges, ZRange, choices, default
 from pssr_volume.config import (
     ConvertConfig,
     CrappifyConfig,
@@ -28,67 +27,6 @@ from pssr_volume.config import (
     TrainConfig,
 )
 from pssr_volume.errors import PssrError, first_line
-
-
-class Numbers(click.ParamType):
-    """``Z,Y,X``-style comma-separated numbers of a fixed count."""
-
-    def __init__(self, count: int, kind: type, axes: str):
-        self.count, self.kind, self.axes = count, kind, axes
-        self.name = ",".join(axes)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        if isinstance(value, tuple):
-            return value
-        parts = [p.strip() for p in str(value).split(",")]
-        try:
-            numbers = tuple(self.kind(p) for p in parts)
-        except ValueError:
-            noun = "integers" if self.kind is int else "numbers"
-            self.fail(f"expected {self.count} comma-separated {noun} ({self.name}), got {value!r}",
-                      param, ctx)
-        if len(numbers) != self.count:
-            self.fail(f"expected {self.count} values ({self.name}), got {value!r}", param, ctx)
-        return numbers
-
-
-class Ranges(click.ParamType):
-    """``Z0:Z1,Y0:Y1,X0:X1`` voxel ranges."""
-
-    name = "Z0:Z1,Y0:Y1,X0:X1"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        if isinstance(value, tuple):
-            return value
-        parts = str(value).split(",")
-        try:
-            ranges = tuple((int(a), int(b)) for a, _, b in (p.partition(":") for p in parts))
-        except ValueError:
-            self.fail(f"expected Z0:Z1,Y0:Y1,X0:X1 (integers), got {value!r}", param, ctx)
-        if len(ranges) != 3:
-            self.fail(f"expected three ranges Z0:Z1,Y0:Y1,X0:X1, got {value!r}", param, ctx)
-        return ranges
-
-
-def default(model: type[BaseModel], field: str) -> Any:
-    """A config model's default for ``field`` (the command line repeats none)."""
-    return model.model_fields[field].default
-
-
-def choices(model: type[BaseModel], field: str) -> click.Choice:
-    """The values a config model's ``Literal`` field allows, as a click choice."""
-    values: list[str] = []
-
-    def collect(annotation: Any) -> None:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Literal:
-            values.extend(str(v) for v in typing.get_args(annotation))
-        elif origin in (typing.Union, types.UnionType):
-            for arg in typing.get_args(annotation):
-                collect(arg)
-
-    collect(model.model_fields[field].annotation)
-    return click.Choice(values)
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -254,21 +192,6 @@ def crappify(**kwargs: Any) -> None:
     done = crappify_volume(config, log=_echo)
     _echo(f"wrote {config.output}: {'x'.join(map(str, done['output_shape']))} {done['dtype']} "
           f"({config.preset}, x{config.scale}, seed {config.seed})")
-
-
-class ZRange(click.ParamType):
-    """``START:STOP`` section range."""
-
-    name = "START:STOP"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        if isinstance(value, tuple):
-            return value
-        a, sep, b = str(value).partition(":")
-        try:
-            return int(a), int(b)
-        except ValueError:
-            self.fail(f"expected START:STOP (integers), got {value!r}", param, ctx)
 
 
 @cli.command()

@@ -2,7 +2,7 @@
 
 Level 0 holds the input's voxels unchanged (same dtype and values); the other levels are
 mean-pooled as in ``pssr-volume run``. It is a job of the block engine without a network
-(:func:`pssr_volume.engine.copy_block`): the same clusters (``--cluster``, ``--workers``),
+(:func:`pssr_volume.tasks.copy_block`): the same clusters (``--cluster``, ``--workers``),
 the same sharded layout, journal and ``--resume``, and the output store is checked,
 created and finished by :mod:`pssr_volume.io.ome_zarr` as for ``run``. Memory per task is
 bounded whatever the volume size::

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pssr_volume.engine import block_key, pyramid_key
 from pssr_volume.errors import PssrError, RunFailed
 from pssr_volume.io.levels import LevelLayout, check_region, is_missing, level_layout
 from pssr_volume.io.ome_zarr import (
@@ -49,6 +48,7 @@ from pssr_volume.pyramid import (
     parent_region,
     plan_stages,
 )
+from pssr_volume.tasks import block_key, pyramid_key
 
 Box = tuple[tuple[int, int], ...]
 READ_VOXELS = 16 << 20  # voxels per read: 16 MiB of uint8, 64 MiB of float32

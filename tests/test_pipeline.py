@@ -16,12 +16,12 @@ from conftest import digest, em_like, write_tiff
 from whole_volume import predict_whole
 
 from pssr_volume.config import RunConfig
-from pssr_volume.engine import block_key
 from pssr_volume.errors import PssrError
 from pssr_volume.io.ome_zarr import update_provenance
 from pssr_volume.journal import Journal
 from pssr_volume.plan import make_plan
 from pssr_volume.run import run
+from pssr_volume.tasks import block_key
 
 # Tolerances (grey levels, uint8) of blockwise vs whole-volume inference for a real
 # network. crop keeps only predictions that see their full receptive field: the

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from pssr_volume.blocks import box_slices
-from pssr_volume.engine import predict_tile
 from pssr_volume.intensity import denormalize
 from pssr_volume.plan import Job
+from pssr_volume.tasks import predict_tile
 
 
 def predict_whole(job: Job) -> np.ndarray:

@@ -38,14 +38,12 @@ with a one-line error; finished blocks are kept for ``--resume``.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
 import os
 import signal
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,13 +51,19 @@ from typing import Any
 
 from pssr_volume.cluster.logs import logs_to
 from pssr_volume.cluster.profile import SlurmProfile, load_profile
+from pssr_volume.cluster.scheduler import (
+    CONNECT_TIMEOUT_S,
+    check_address,
+    connect,
+    is_address,
+    probe_scheduler,
+)
 from pssr_volume.cluster.slurm import _require_sbatch, start_slurm
 from pssr_volume.config import ExecutionConfig
 from pssr_volume.device import choose_device, gpu_count
 from pssr_volume.errors import PssrError, RunFailed, first_line
 
 CUDA_EXTRA_HINT = 'pip install "pssr-volume[cuda]"'
-CONNECT_TIMEOUT_S = 10.0  # connecting to a tcp:// scheduler, handshake included
 
 
 class DaskExecutor:
@@ -223,9 +227,9 @@ def check_cluster(config: ExecutionConfig) -> ClusterSpec:
             raise PssrError(f"--cluster cuda needs dask-cuda: {CUDA_EXTRA_HINT}") from None
     elif cluster in ("local", "sync") and device == "cuda":
         _require_gpu("--device cuda")
-    elif _is_address(cluster):
-        _check_address(cluster)
-        _probe_scheduler(cluster, CONNECT_TIMEOUT_S)  # before planning samples the input
+    elif is_address(cluster):
+        check_address(cluster)
+        probe_scheduler(cluster, CONNECT_TIMEOUT_S)  # before planning samples the input
     elif cluster not in ("local", "sync"):
         raise _unknown(cluster)
     device = choose_device(device, cluster)
@@ -236,22 +240,6 @@ def check_cluster(config: ExecutionConfig) -> ClusterSpec:
     elif cluster == "sync":
         workers = 1
     return ClusterSpec(cluster, profile, config.profile, device, threads, workers)
-
-
-def _is_address(cluster: str) -> bool:
-    return cluster.startswith("tcp://") and len(cluster) > len("tcp://")
-
-
-def _check_address(address: str) -> None:
-    """Refuse a ``tcp://`` address without a host or a valid port, before any work."""
-    try:
-        parts = urllib.parse.urlsplit(address)
-        port = parts.port
-    except ValueError:
-        port = -1
-    if not parts.hostname or port is None or not 0 < port < 65536 or parts.path:
-        raise PssrError(f"--cluster {address} is not a scheduler address: use tcp://HOST:PORT "
-                        "(dask scheduler listens on port 8786 by default)")
 
 
 def _unknown(cluster: str) -> PssrError:
@@ -288,89 +276,6 @@ def _cuda(workers: int | None) -> tuple[Any, Any]:
     except Exception as e:  # NVML missing, no GPU visible, driver errors
         raise PssrError(f"--cluster cuda: no usable GPU ({first_line(e)})") from None
     return cluster, Client(cluster)
-
-
-def _tcp(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
-    from dask.distributed import Client
-
-    _check_address(address)
-    _probe_scheduler(address, timeout)
-    try:
-        return Client(address, timeout=f"{timeout}s")
-    except Exception as e:
-        raise PssrError(f"cannot connect to a Dask scheduler at {address}: "
-                        f"{first_line(e)}") from None
-
-
-def _probe_scheduler(address: str, timeout: float) -> None:
-    """Connect to `address` and ask the server who it is, within `timeout` seconds in all.
-
-    ``Client(address, timeout=...)`` bounds only the TCP connection: a peer that accepts
-    and never answers the Dask handshake (a silent listener, an HTTP server) would keep
-    it waiting forever. Here the TCP connection is tried once (a refused or unknown host
-    fails at once), then the handshake and an ``identity`` request run under the rest of
-    the deadline, on a private event loop in a daemon thread; the reply is not unpickled.
-
-    Raises
-    ------
-    PssrError
-        ``cannot connect to a Dask scheduler at ADDRESS: why``.
-    """
-    import socket
-    import time
-
-    def fail(why: str) -> PssrError:
-        return PssrError(f"cannot connect to a Dask scheduler at {address}: {why}")
-
-    parts = urllib.parse.urlsplit(address)
-    host, port = parts.hostname or "", parts.port or 0
-    deadline = time.monotonic() + timeout
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except TimeoutError:
-        raise fail(f"no TCP connection within {timeout:g} s") from None
-    except socket.gaierror as e:
-        raise fail(f"unknown host {host!r} ({e.strerror or e})") from None
-    except ConnectionRefusedError:
-        raise fail("connection refused (is the scheduler running, on this port?)") from None
-    except OSError as e:
-        raise fail(e.strerror or first_line(e)) from None
-
-    from distributed.comm import connect
-
-    left = max(1.0, deadline - time.monotonic())
-
-    async def identity() -> Any:
-        comm = await connect(address, timeout=left, deserialize=False)
-        try:
-            await comm.write({"op": "identity", "reply": True})
-            return await comm.read()
-        finally:
-            comm.abort()
-
-    outcome: dict[str, Any] = {}
-
-    def ask() -> None:
-        try:
-            outcome["reply"] = asyncio.run(asyncio.wait_for(identity(), left))
-        except BaseException as e:  # reported below, in the calling thread
-            outcome["error"] = e
-
-    thread = threading.Thread(target=ask, name="pssr-volume-scheduler-probe", daemon=True)
-    thread.start()
-    thread.join(left + 5)
-    reply, err = outcome.get("reply"), outcome.get("error")
-    if thread.is_alive() or isinstance(err, TimeoutError):
-        raise fail(f"the server accepted the connection but sent no Dask handshake within "
-                   f"{timeout:g} s (is it a Dask scheduler?)")
-    if isinstance(err, MemoryError):  # a reply that is no Dask frame: a huge "length"
-        raise fail("the server does not speak the Dask protocol (its reply is no Dask message)")
-    if err is not None:
-        raise fail(f"the server does not speak the Dask protocol ({first_line(err)})")
-    kind = reply.get("type") if isinstance(reply, dict) else None
-    if kind != "Scheduler":
-        raise fail(f"the server there is a Dask {kind}, not the scheduler" if isinstance(kind, str)
-                   else "the server answered, but not as a Dask scheduler")
 
 
 class _Terminated(BaseException):
@@ -439,8 +344,8 @@ def open_executor(spec: ClusterSpec, log_file: Path | None = None) -> Iterator[A
             started, client = _local(workers or 1)
         elif cluster == "cuda":
             started, client = _cuda(workers)
-        elif _is_address(cluster):
-            client = _tcp(cluster)
+        elif is_address(cluster):
+            client = connect(cluster)
         elif cluster == "slurm":
             if spec.profile is None:
                 raise PssrError("--cluster slurm needs --profile FILE")

@@ -1,0 +1,229 @@
+"""The block engine's tasks, run on the workers: read -> normalise -> network -> round and
+clip -> chunks -> pyramid, each recording itself in the journal once its data is written.
+
+:mod:`pssr_volume.engine` submits them through an executor. Every task returns what it did
+and the seconds it spent per stage (read, normalise, network, denormalise, write, pyramid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import cast
+
+import numpy as np
+
+from pssr_volume.blend import block_weights, reach
+from pssr_volume.blocks import (
+    Box,
+    apply_read_plan,
+    box_intersect,
+    box_shape,
+    box_slices,
+    padded_read_plan,
+)
+from pssr_volume.errors import PssrError
+from pssr_volume.finish import finish
+from pssr_volume.intensity import normalize
+from pssr_volume.io.levels import read_region, start_write, write_all
+from pssr_volume.journal import Journal
+from pssr_volume.plan import Job
+from pssr_volume.predict import can_finish, get_predictor
+from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region
+
+Index = tuple[int, int, int]
+
+
+def block_key(index: Index) -> str:
+    """Journal key of a level-0 block."""
+    return "block " + ".".join(map(str, index))
+
+
+def pyramid_key(level: int, region: Box) -> str:
+    """Journal key of a pyramid task."""
+    return f"level {level} " + ".".join(str(a) for a, _ in region)
+
+
+Times = dict[str, float]  # seconds a task spent per stage of the hot path
+
+
+@contextlib.contextmanager
+def _stage(times: Times | None, name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if times is not None:
+            times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+
+
+def read_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
+    """Read an input box with reflect padding beyond the volume, as float32
+    normalised intensities."""
+    with _stage(times, "read"):
+        read, take = padded_read_plan(tile, job.input.shape)
+        region = cast(tuple[slice, slice, slice], box_slices(read))
+        data = apply_read_plan(job.input.read(region), take)
+        if data.dtype.kind == "f":
+            data = _replace_non_finite(data, job, read)
+    with _stage(times, "normalise"):
+        return normalize(data, *job.norm)
+
+
+def _replace_non_finite(data: np.ndarray, job: Job, read: Box) -> np.ndarray:
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return data
+    if job.nan_value is None:
+        where = ", ".join(f"{a}:{b}" for a, b in read)
+        raise PssrError(f"{job.input.source} holds {int(bad.sum())} NaN or infinite value(s) "
+                        f"in [{where}]; pass --nan-value V to replace them with V")
+    data = np.array(data, copy=True)
+    data[bad] = job.nan_value
+    return data
+
+
+def predict_tile(job: Job, tile: Box, times: Times | None = None,
+                 finish: bool = False) -> np.ndarray:
+    """Network output for an input tile: ``(nz, scale*ty, scale*tx)`` float32, one output
+    section per input section that has full z context; with ``finish``, already mapped
+    back, rounded and clipped to the output dtype on the device."""
+    x = read_tile(job, tile, times)
+    with _stage(times, "network"):
+        k = 2 * job.grid.halo[0] + 1
+        windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
+        tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
+        assert job.model_path is not None  # a job with a network
+        predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
+        return predictor(tiles, job.batch_size, (*job.norm, job.dtype) if finish else None)
+
+
+def predict_block(job: Job, index: Index, times: Times | None = None,
+                  finish: bool = False) -> tuple[Box, np.ndarray]:
+    """The block's prediction over the output box it predicts (clipped to the volume)."""
+    block = job.grid.block_at(index)
+    pred = predict_tile(job, block.tile, times, finish)
+    s = job.grid.scale
+    origin = (block.write[0][0], block.tile[1][0] * s, block.tile[2][0] * s)
+    box = block.predicted(s, job.grid.out_shape)
+    return box, pred[box_slices(box, origin)]
+
+
+def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
+                 times: Times | None = None, pooled: np.ndarray | None = None) -> None:
+    """Write ``data`` at ``region`` of ``level``, then pool it into the following
+    levels up to ``last`` (regions there are whole chunks, or whole shards, by
+    construction). Each level's chunks are encoded on tensorstore's threads while
+    the next level is pooled; returns once everything is on disk. ``pooled`` is
+    ``data`` already pooled into ``level + 1``, when the caller has it."""
+    writes = []
+    with _stage(times, "write"):
+        writes.append(start_write(job.output, job.levels[level].path, region, data))
+    for k in range(level + 1, last + 1):
+        lv = job.levels[k]
+        with _stage(times, "pyramid"):
+            if k == level + 1 and pooled is not None:
+                data = pooled
+            else:
+                data = downsample(data, lv.factors, job.downsample)
+            region = child_region(region, lv.factors, lv.shape)
+        with _stage(times, "write"):
+            writes.append(start_write(job.output, lv.path, region, data))
+    with _stage(times, "write"):
+        write_all(writes)
+
+
+def _finish_block(job: Job, index: Index, values: np.ndarray,
+                  times: Times | None = None) -> tuple[Index, Times]:
+    times = {} if times is None else times
+    block = job.grid.block_at(index)
+    last = job.stages[0].last
+    with _stage(times, "denormalise"):  # and pooling the next level, slab by slab
+        data, pooled = finish(values, *job.norm, job.dtype,
+                              job.levels[1].factors if last >= 1 else None)
+    write_levels(job, 0, block.write, data, last, times, pooled)
+    Journal(job.output).mark(block_key(index))
+    return index, times
+
+
+def process_block(job: Job, index: Index) -> tuple[Index, Times]:
+    """``crop`` mode: predict one block and write the voxels it owns; returns the
+    block and the seconds it spent per stage."""
+    times: Times = {}
+    block = job.grid.block_at(index)
+    # on a GPU, round and clip there and copy back only the output bytes
+    on_device = job.device.startswith("cuda") and can_finish(job.dtype)
+    box, pred = predict_block(job, index, times, finish=on_device)
+    keep = pred[box_slices(block.write, tuple(a for a, _ in box))]
+    return _finish_block(job, index, keep, times)
+
+
+def copy_block(job: Job, index: Index) -> tuple[Index, Times]:
+    """A job without a network (``convert``): copy one block of the input unchanged and
+    pool it into the levels it covers."""
+    times: Times = {}
+    block = job.grid.block_at(index)
+    with _stage(times, "read"):
+        region = cast(tuple[slice, slice, slice], box_slices(block.write))
+        data = np.ascontiguousarray(job.input.read(region), dtype=job.dtype)
+    write_levels(job, 0, block.write, data, job.stages[0].last, times)
+    Journal(job.output).mark(block_key(index))
+    return index, times
+
+
+def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
+    """Blend modes: predict one block and cut its weighted prediction into the
+    pieces that fall into each block it overlaps (itself included)."""
+    grid = job.grid
+    box, pred = predict_block(job, index)
+    s = grid.scale
+    margin = (grid.halo[1] * s, grid.halo[2] * s)
+    w = block_weights(job.blend, grid.block[1:], grid.out_shape[1:], margin, index[1:],
+                      (box[1], box[2]))
+    pred = pred * w[None]
+    pieces = {}
+    for other in grid.neighbours(index, reach(job.blend, grid.block[1:], margin)):
+        overlap = box_intersect(box, grid.block_at(other).write)
+        if overlap is not None:
+            pieces[other] = pred[box_slices(overlap, tuple(a for a, _ in box))]
+    return pieces
+
+
+def pick(pieces: dict[Index, np.ndarray], index: Index) -> np.ndarray | None:
+    """The piece of a block's prediction that belongs to block ``index``."""
+    return pieces.get(index)
+
+
+def blend_write(job: Job, index: Index, sources: Sequence[Index],
+                *pieces: np.ndarray | None) -> tuple[Index, Times]:
+    """Blend modes: sum the weighted pieces for block ``index`` and write it."""
+    block = job.grid.block_at(index)
+    total = np.zeros(box_shape(block.write), np.float32)
+    origin = tuple(a for a, _ in block.write)
+    for src, piece in zip(sources, pieces):
+        if piece is None:
+            continue
+        box = box_intersect(job.grid.block_at(src).predicted(job.grid.scale, job.grid.out_shape),
+                            block.write)
+        assert box is not None  # a piece exists only where the two boxes overlap
+        total[box_slices(box, origin)] += piece
+    return _finish_block(job, index, total)
+
+
+def pyramid_task(job: Job, stage: int, region: Box) -> tuple[Box, Times]:
+    """Later pyramid stage: read the source level, pool, write levels of the stage."""
+    times: Times = {}
+    st = job.stages[stage]
+    assert st.source is not None  # only stage 0 reads the network; later stages read a level
+    src = job.levels[st.source]
+    factors = cumulative(job.levels, st.source, st.first)
+    parent = parent_region(region, factors, src.shape)
+    with _stage(times, "read"):
+        data = read_region(job.output, src.path, parent)
+    with _stage(times, "pyramid"):
+        for k in range(st.source + 1, st.first + 1):
+            data = downsample(data, job.levels[k].factors, job.downsample)
+    write_levels(job, st.first, region, data, st.last, times)
+    Journal(job.output).mark(pyramid_key(st.first, region))
+    return region, times
