@@ -38,6 +38,15 @@ def _validation_message(e: ValidationError) -> str:
     return f"invalid --{field.replace('_', '-')}: {msg}" if field else msg
 
 
+def _input_exists(path: Path) -> None:
+    """Fail a missing input in a fraction of a second, before torch, dask and zarr load
+    (open_input checks everything else, later)."""
+    from pssr_volume.io.inputs import input_location
+
+    if not input_location(path).exists():
+        raise PssrError(f"input not found: {path}")
+
+
 def _echo(line: str) -> None:
     click.echo(line, err=True)
 
@@ -98,9 +107,10 @@ def cli() -> None:
 def run(verify: bool, **kwargs: Any) -> None:
     """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr, N5, file.h5:/dataset, MRC)
     into the OME-Zarr OUTPUT."""
+    config = RunConfig(**kwargs)  # flags are checked before the heavy imports (torch, dask)
+    _input_exists(config.input)
     from pssr_volume.run import run as run_restore
 
-    config = RunConfig(**kwargs)
     stats = run_restore(config, log=_echo, verify=verify)
     if config.dry_run:
         _echo("dry run: nothing was written")
@@ -167,9 +177,9 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
 
     Writes model.safetensors (best validation PSNR), train.json, metrics.csv/.json,
     training.png and a checkpoint at every validation into --out."""
+    config = TrainConfig(inputs=hr_inputs, arch_args=_arch_args(arch_arg), **kwargs)
     from pssr_volume.train import train as run_training
 
-    config = TrainConfig(inputs=hr_inputs, arch_args=_arch_args(arch_arg), **kwargs)
     path = run_training(config, log=_echo, progress=progress, resume=resume)
     _echo(f"wrote {path}")
 
@@ -186,9 +196,10 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
 def crappify(**kwargs: Any) -> None:
     """Degrade INPUT into a new low-resolution OUTPUT (.tif/.tiff: ImageJ TIFF; .zarr:
     OME-Zarr), section by section; the voxel size grows by --scale in y and x."""
+    config = CrappifyConfig(**kwargs)
+    _input_exists(config.input)
     from pssr_volume.crappify.volume import crappify_volume
 
-    config = CrappifyConfig(**kwargs)
     done = crappify_volume(config, log=_echo)
     _echo(f"wrote {config.output}: {'x'.join(map(str, done['output_shape']))} {done['dtype']} "
           f"({config.preset}, x{config.scale}, seed {config.seed})")
@@ -223,9 +234,9 @@ def crappify(**kwargs: Any) -> None:
 def evaluate(presets: tuple[str, ...], **kwargs: Any) -> None:
     """Score models against bilinear, bicubic and spline upsampling (docs/DESIGN.md section 5):
     on --hr volumes degraded with each --preset, or on real --lr/--hr pairs."""
+    config = EvaluateConfig(**kwargs, **({"presets": presets} if presets else {}))
     from pssr_volume.evaluate import evaluate as run_evaluate
 
-    config = EvaluateConfig(**kwargs, **({"presets": presets} if presets else {}))
     run_evaluate(config, log=_echo)
     _echo(f"wrote {config.out / 'results.md'}")
 
@@ -282,9 +293,11 @@ def demo(**kwargs: Any) -> None:
 def convert(**kwargs: Any) -> None:
     """Convert INPUT (TIFF, OME-TIFF, folder of TIFFs, Zarr, OME-Zarr level, N5,
     file.h5:/dataset, MRC) into a multiscale OME-Zarr OUTPUT, losslessly."""
+    config = ConvertConfig(**kwargs)
+    _input_exists(config.input)
     from pssr_volume.convert import convert as run_convert
 
-    stats = run_convert(ConvertConfig(**kwargs), log=_echo)
+    stats = run_convert(config, log=_echo)
     _echo(f"done: {stats.output}: {'x'.join(map(str, stats.shape))} {stats.dtype} at "
           f"{'x'.join(f'{v:g}' for v in stats.voxel_size)} nm, {stats.levels} level(s), "
           f"{stats.tasks} task(s), {stats.seconds:.1f} s")
