@@ -288,16 +288,18 @@ def demo(**kwargs: Any) -> None:
               help="How the pyramid pools: mean, mode (label-safe) or nearest. Default: mode "
                    "for 32- and 64-bit integer volumes (labels), mean otherwise.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted conversion (same settings).")
+@click.option("--verify", is_flag=True,
+              help="With --resume: check every chunk first and rewrite damaged or missing ones.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def convert(**kwargs: Any) -> None:
+def convert(verify: bool, **kwargs: Any) -> None:
     """Convert INPUT (TIFF, OME-TIFF, folder of TIFFs, Zarr, OME-Zarr level, N5,
     file.h5:/dataset, MRC) into a multiscale OME-Zarr OUTPUT, losslessly."""
     config = ConvertConfig(**kwargs)
     _input_exists(config.input)
     from pssr_volume.convert import convert as run_convert
 
-    stats = run_convert(config, log=_echo)
+    stats = run_convert(config, log=_echo, verify=verify)
     _echo(f"done: {stats.output}: {'x'.join(map(str, stats.shape))} {stats.dtype} at "
           f"{'x'.join(f'{v:g}' for v in stats.voxel_size)} nm, {stats.levels} level(s), "
           f"{stats.tasks} task(s), {stats.seconds:.1f} s")
