@@ -92,17 +92,22 @@ def logs_to(path: Path | None) -> Iterator[None]:
                           f"logs: {path})") from None
     finally:
         _flush(sys.__stderr__, terminal)
-        os.dup2(saved, 2)
-        os.close(saved)
+        # A failed run of the command line ends the process right after its one line; the
+        # cluster's background threads may still log while closing: they keep the file.
+        keep = failed and swapped
+        if not keep:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if terminal is not None:
+                _flush(sys.stderr)
+                sys.stderr.close()
+                sys.stderr = terminal
         logging.raiseExceptions = raise_exceptions
-        if terminal is not None:
-            _flush(sys.stderr)
-            sys.stderr.close()
-            sys.stderr = terminal
         with contextlib.suppress(OSError):
             if not failed and os.fstat(fd).st_size <= before + len(header):
                 if before == 0:
                     path.unlink()
                 else:
                     os.ftruncate(fd, before)
-        os.close(fd)
+        if not keep:
+            os.close(fd)
