@@ -61,6 +61,10 @@ def logs_to(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
+    # distributed binds its log handlers to sys.stderr when first imported: import it now,
+    # while sys.stderr is still descriptor 2, so its messages follow descriptor 2 to the file
+    import distributed  # noqa: F401
+
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as e:
