@@ -41,10 +41,12 @@ def _validation_message(e: ValidationError) -> str:
 def _input_exists(path: Path) -> None:
     """Fail a missing input in a fraction of a second, before torch, dask and zarr load
     (open_input checks everything else, later)."""
-    from pssr_volume.io.inputs import input_location
+    from pssr_volume.io.inputs import input_location, refuse_special
 
-    if not input_location(path).exists():
+    location = input_location(path)
+    if not location.exists():
         raise PssrError(f"input not found: {path}")
+    refuse_special(str(location), "Input")  # a FIFO or device: refused without opening it
 
 
 def _echo(line: str) -> None:

@@ -116,20 +116,9 @@ def voxel_from_list(
     what : str
         Where the numbers came from, for the notes.
     """
-    numbers = _numbers(values)
-    if numbers is None:
-        notes.append(f"{what} is not a list of numbers ({values!r}); voxel size unknown")
+    sizes = _in_nm_zyx(values, order, unit, notes, what, "voxel size unknown")
+    if sizes is None:
         return None
-    if len(numbers) not in (2, 3):
-        notes.append(f"{what} has {len(numbers)} entries, expected 2 or 3; voxel size unknown")
-        return None
-    factors = unit_factors(unit, len(numbers))
-    if factors is None:
-        notes.append(f"{what} has an unknown unit {unit!r}; voxel size unknown")
-        return None
-    sizes = [v * f for v, f in zip(numbers, factors, strict=True)]
-    if order == "xyz":
-        sizes = sizes[::-1]
     z = sizes[0] if len(sizes) == 3 else None
     return finish_voxel(z, sizes[-2], sizes[-1], nz, notes)
 
@@ -142,18 +131,25 @@ def position_from_list(
     Read like :func:`voxel_from_list` (same `order` and `unit` rules); a 2-entry
     list (y, x) sits at z = 0. None, with a note, when the value is unusable.
     """
+    nm = _in_nm_zyx(values, order, unit, notes, what, "offset ignored")
+    if nm is None:
+        return None
+    return clean_position([0.0, *nm] if len(nm) == 2 else nm)
+
+
+def _in_nm_zyx(values: Any, order: str, unit: object, notes: list[str], what: str,
+               consequence: str) -> list[float] | None:
+    """A 2- or 3-entry list attribute in nm, (z,) y, x; None with a note when unusable."""
     numbers = _numbers(values)
     if numbers is None or len(numbers) not in (2, 3):
-        notes.append(f"{what} is not a list of 2 or 3 numbers ({values!r}); offset ignored")
+        notes.append(f"{what} is not a list of 2 or 3 numbers ({values!r}); {consequence}")
         return None
     factors = unit_factors(unit, len(numbers))
     if factors is None:
-        notes.append(f"{what} has an unknown unit {unit!r}; offset ignored")
+        notes.append(f"{what} has an unknown unit {unit!r}; {consequence}")
         return None
     nm = [v * f for v, f in zip(numbers, factors, strict=True)]
-    if order == "xyz":
-        nm = nm[::-1]
-    return clean_position([0.0, *nm] if len(nm) == 2 else nm)
+    return nm[::-1] if order == "xyz" else nm
 
 
 def clean_position(values: Sequence[float]) -> Position | None:
