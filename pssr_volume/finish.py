@@ -32,7 +32,7 @@ def finish(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
         return done, None if factors is None else downsample(done, factors)
     out = np.empty(values.shape, dtype)
     if factors is None:
-        return denormalize_into(values, lo, hi, out), None
+        return denormalize(values, lo, hi, dtype, out=out), None
     fz, fy, _ = factors
     nz, ny, nx = values.shape
     pooled_shape = tuple(math.ceil(n / f) for n, f in zip(values.shape, factors))
@@ -41,12 +41,7 @@ def finish(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
     for z in range(0, nz, fz):
         for y in range(0, ny, rows):
             part = out[z : z + fz, y : y + rows]
-            denormalize_into(values[z : z + fz, y : y + rows], lo, hi, part)
+            denormalize(values[z : z + fz, y : y + rows], lo, hi, dtype, out=part)
             pooled[z // fz, y // fy : (y + part.shape[1] + fy - 1) // fy] = downsample(
                 part, factors)[0]
     return out, pooled
-
-
-def denormalize_into(values: np.ndarray, lo: float, hi: float, out: np.ndarray) -> np.ndarray:
-    """:func:`~pssr_volume.intensity.denormalize` written into ``out``."""
-    return denormalize(values, lo, hi, out.dtype, out=out)

@@ -74,12 +74,6 @@ def read_region(path: str, level: str, region: Box) -> np.ndarray:
     return np.asarray(_handle(path, level, False)[_index(region)].read().result())
 
 
-def forget() -> None:
-    """Drop cached array handles (this process)."""
-    _open.cache_clear()
-    _checker.cache_clear()
-
-
 # --------------------------------------------------------------------------- verification
 
 

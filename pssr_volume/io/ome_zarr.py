@@ -177,7 +177,7 @@ def remove_output(path: Path) -> None:
     store with its provenance) or an empty directory is ever deleted, and never one whose
     lease another live process holds. The lease this process holds on it is kept."""
     check_not_leased(path)
-    if path.is_dir() and (not _contents(path) or _is_pssr_output(path)):
+    if _deletable(path):
         if held_token(path) is None:
             shutil.rmtree(path)
             return
@@ -188,8 +188,16 @@ def remove_output(path: Path) -> None:
                 p.unlink()
         Journal(path).remove()  # the old run's journal; our lease stays
         return
-    what = "a Zarr store written by another tool" if is_zarr_store(path) else "not a Zarr store"
-    raise PssrError(f"refusing to delete {path}: it is {what}")
+    raise PssrError(f"refusing to delete {path}: it is {_what(path, 'not a Zarr store')}")
+
+
+def _deletable(path: Path) -> bool:
+    """Only a pssr-volume output or an empty folder (but for our state) is ever deleted."""
+    return path.is_dir() and (not _contents(path) or _is_pssr_output(path))
+
+
+def _what(path: Path, otherwise: str) -> str:
+    return "a Zarr store written by another tool" if is_zarr_store(path) else otherwise
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -213,10 +221,9 @@ def check_output(path: Path, *, resume: bool, overwrite: bool, fingerprint: str,
     if path.is_dir() and not _contents(path):  # empty but for a lease: new, also on resume
         return False
     if overwrite:
-        if not (path.is_dir() and (not _contents(path) or _is_pssr_output(path))):
-            what = ("a Zarr store written by another tool" if is_zarr_store(path)
-                    else "not a pssr-volume output")
-            raise PssrError(f"refusing to overwrite {path}: it is {what}")
+        if not _deletable(path):
+            raise PssrError(f"refusing to overwrite {path}: it is "
+                            f"{_what(path, 'not a pssr-volume output')}")
         return False
     if not resume:
         raise PssrError(f"output exists: {path} (use {hint})")
