@@ -64,7 +64,8 @@ def cli() -> None:
 @click.argument("input")
 @click.argument("output")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
-              help="Model file (.safetensors). Default: the bundled EM model (x4).")
+              help="Model file (.safetensors) or bundled model name (pssr-volume info "
+                   "--models lists them). Default: pssr-em-x4.")
 @click.option("--cluster", default=default(RunConfig, "cluster"), show_default=True,
               help="local | cuda | slurm | tcp://HOST:PORT | sync (in-process, for debugging).")
 @click.option("--workers", type=int, default=None, help="Worker processes (local cluster).")
@@ -99,6 +100,9 @@ def cli() -> None:
 @click.option("--nan-value", type=float, default=None,
               help="Replace NaN and infinite input values (float inputs) by this value. "
                    "Default: refuse such inputs.")
+@click.option("--noise", type=Numbers(2, float, "AB"), default=None,
+              help="Noise model var = A + B*I of the input (I: intensity normalised to 0..1), "
+                   "for noise-aware models. Default: estimated once from the volume.")
 @click.option("--roi", type=Ranges(), default=None,
               help="Restore only this sub-volume (input voxels, Z0:Z1,Y0:Y1,X0:X1).")
 @click.option("--dry-run", is_flag=True,
@@ -142,11 +146,22 @@ def _arch_args(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for model.safetensors, metrics.csv and train.json.")
 @click.option("--name", default=default(TrainConfig, "name"), show_default=True)
-@click.option("--architecture", default=default(TrainConfig, "architecture"), show_default=True)
+# the network's settings default to None here: with --init, the model's own are taken,
+# and only flags actually given are checked against them
+@click.option("--architecture", default=None,
+              help=f"Network architecture. Default: {default(TrainConfig, 'architecture')}.")
 @click.option("--arch-arg", "arch_arg", multiple=True, help="Architecture argument KEY=VALUE.")
-@click.option("--in-slices", type=int, default=default(TrainConfig, "in_slices"),
-              show_default=True)
-@click.option("--scale", type=int, default=default(TrainConfig, "scale"), show_default=True)
+@click.option("--in-slices", type=int, default=None,
+              help=f"Adjacent sections in. Default: {default(TrainConfig, 'in_slices')}.")
+@click.option("--noise-aware/--blind", "noise_input", default=None,
+              help="Give the network its input's noise model (estimated per training tile, per "
+                   "volume when restoring) as an extra channel. Default: "
+                   + ("noise-aware." if default(TrainConfig, "noise_input") else "blind."))
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start from this model's weights (a bundled model's name or a file): "
+                   "fine-tuning. Its architecture and inputs are used.")
+@click.option("--scale", type=int, default=None,
+              help=f"Upsampling factor in y and x. Default: {default(TrainConfig, 'scale')}.")
 @click.option("--crappifier", default=default(TrainConfig, "crappifier"), show_default=True,
               help="mix (PSSR and PSSR2 orders, a range of noise levels) or a preset name.")
 @click.option("--steps", type=int, default=default(TrainConfig, "steps"), show_default=True)
@@ -167,7 +182,9 @@ def _arch_args(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--threads", type=int, default=default(TrainConfig, "threads"),
               help="torch CPU threads (0: torch's default).")
 @click.option("--amp", type=choices(TrainConfig, "amp"), default=default(TrainConfig, "amp"),
-              show_default=True, help="Mixed precision on CUDA (auto: bf16 if supported).")
+              show_default=True,
+              help="Mixed precision. auto: bf16 on GPUs that support it (else fp16) and on "
+                   "CPUs that compute bf16 natively (AVX512-BF16, AMX); off: float32.")
 @click.option("--workers", type=int, default=default(TrainConfig, "workers"), show_default=True,
               help="Processes making training batches ahead (0: in the training process).")
 @click.option("--resume", is_flag=True,
@@ -179,7 +196,10 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
 
     Writes model.safetensors (best validation PSNR), train.json, metrics.csv/.json,
     training.png and a checkpoint at every validation into --out."""
-    config = TrainConfig(inputs=hr_inputs, arch_args=_arch_args(arch_arg), **kwargs)
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    if arch_arg:
+        given["arch_args"] = _arch_args(arch_arg)
+    config = TrainConfig(inputs=hr_inputs, **given)
     from pssr_volume.train import train as run_training
 
     path = run_training(config, log=_echo, progress=progress, resume=resume)
@@ -190,7 +210,8 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
 @click.argument("input")
 @click.argument("output")
 @click.option("--preset", default=default(CrappifyConfig, "preset"), show_default=True,
-              help="pssr-em | pssr-fluo | pssr2 | mix (one random PSSR/PSSR2-style pipeline).")
+              help="pssr-em | pssr-fluo | pssr2 | integrate-read | mix (one random training "
+                   "degradation).")
 @click.option("--scale", type=int, default=default(CrappifyConfig, "scale"), show_default=True)
 @click.option("--seed", type=int, default=default(CrappifyConfig, "seed"), show_default=True)
 @click.option("--voxel-size", type=Numbers(3, float, "ZYX"), default=None,
@@ -215,7 +236,7 @@ def crappify(**kwargs: Any) -> None:
 @click.option("--preset", "presets", multiple=True,
               help="Crappifier for --hr volumes (repeatable). Default: pssr-em and pssr2.")
 @click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
-              help="Model file (repeatable). Default: the bundled model.")
+              help="Model file or bundled model name (repeatable). Default: pssr-em-x4.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for results.json, results.md and montages.")
 @click.option("--scale", type=int, default=default(EvaluateConfig, "scale"), show_default=True)
@@ -308,23 +329,30 @@ def convert(verify: bool, **kwargs: Any) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--models", "list_models", is_flag=True, help="List the bundled models.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def info(path: Path, as_json: bool) -> None:
-    """Describe a volume (shape, dtype, chunks, voxel size, levels, provenance) or a
-    model file (architecture, scale, input sections, training data, metrics)."""
+def info(path: Path | None, list_models: bool, as_json: bool) -> None:
+    """Describe a volume (shape, dtype, chunks, voxel size, levels, provenance), a model file
+    or bundled model name (architecture, scale, inputs, training data, metrics); with no
+    PATH, or --models, list the bundled models."""
     from pssr_volume.io.inputs import input_location
+    from pssr_volume.models import BUNDLED
 
-    if not input_location(path).exists():
-        raise PssrError(f"not found: {path}")
-    if path.suffix == ".safetensors":
+    if path is None or list_models:
+        _list_models(as_json)
+        return
+    if path.suffix == ".safetensors" or (str(path) in BUNDLED and not path.exists()):
         from pssr_volume.model import describe, model_info
+        from pssr_volume.models import resolve_model
 
-        m = model_info(path)
+        m = model_info(resolve_model(path))
         out = {**describe(m), "description": m.config.description,
                "training": m.config.training, "metrics": m.config.metrics}
         click.echo(json.dumps(out, indent=2))
         return
+    if not input_location(path).exists():
+        raise PssrError(f"not found: {path}")
     from pssr_volume.io.info import format_info, volume_info
 
     details = volume_info(path)
@@ -336,6 +364,36 @@ def info(path: Path, as_json: bool) -> None:
     if details.get("provenance"):
         click.echo("provenance:")
         click.echo(json.dumps(details["provenance"], indent=2))
+
+
+def _list_models(as_json: bool) -> None:
+    from pssr_volume.model import read_config
+    from pssr_volume.models import BUNDLED, DEFAULT_MODEL, bundled_model_path
+
+    rows = []
+    for name, purpose in BUNDLED.items():
+        p = bundled_model_path(name)
+        row: dict[str, Any] = {"name": name, "default": name == DEFAULT_MODEL,
+                               "purpose": purpose, "installed": p.is_file()}
+        if p.is_file():
+            c = read_config(p)
+            row.update(file=str(p), megabytes=round(p.stat().st_size / 1e6, 1),
+                       architecture=c.architecture, scale=c.scale, in_slices=c.in_slices,
+                       noise_input=c.noise_input, trained_pixel_size_nm=c.pixel_size_nm)
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        head = f"{r['name']}{' (default)' if r['default'] else ''}: {r['purpose']}"
+        if not r["installed"]:
+            click.echo(f"{head}; not installed")
+            continue
+        px = r["trained_pixel_size_nm"]
+        click.echo(f"{head}; {r['architecture']} x{r['scale']}, {r['in_slices']} section(s) in"
+                   f"{', noise-aware' if r['noise_input'] else ''}"
+                   f"{f', trained at {px[0]:g}-{px[1]:g} nm pixels' if px else ''}, "
+                   f"{r['megabytes']} MB")
 
 
 @cli.command()

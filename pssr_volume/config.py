@@ -27,7 +27,7 @@ BlendMode = Literal["crop", "linear", "cosine", "gaussian"]
 Device = Literal["cpu", "cuda"]
 NgffVersion = Literal["0.4", "0.5"]
 CLUSTERS = ("local", "cuda", "slurm", "sync")
-PRESET_NAMES = ("pssr-em", "pssr-fluo", "pssr2", "mix")
+PRESET_NAMES = ("pssr-em", "pssr-fluo", "pssr2", "integrate-read", "mix")
 
 
 def _positive_shape(v: Shape3) -> Shape3:
@@ -120,6 +120,9 @@ class ModelConfig(Strict):
     arch_args: dict[str, Any] = Field(default_factory=dict)
     scale: int = Field(4, ge=1, le=16)
     in_slices: int = Field(1, ge=1, le=9)
+    noise_input: bool = False  # a noise map (pssr_volume.noise) is an extra input channel
+    # the output (high-resolution) pixel sizes of the training data, nm: smallest, largest
+    pixel_size_nm: tuple[float, float] | None = None
     normalization: NormalizationConfig = NormalizationConfig()
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict)
@@ -132,6 +135,11 @@ class ModelConfig(Strict):
         if v % 2 != 1:
             raise ValueError("in_slices must be odd (the centre section is restored)")
         return v
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the network: the sections, then the noise map if any."""
+        return self.in_slices + int(self.noise_input)
 
 
 class ExecutionConfig(Strict):
@@ -175,6 +183,14 @@ class RunConfig(JobConfig):
     roi: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
     dry_run: bool = False
     nan_value: float | None = None
+    noise: tuple[float, float] | None = None  # (a, b) of var = a + b I; None: estimated
+
+    @field_validator("noise")
+    @classmethod
+    def _valid_noise(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not all(math.isfinite(x) and x >= 0 for x in v):
+            raise ValueError(f"A and B must be finite and >= 0, got {v[0]},{v[1]}")
+        return v
 
     @field_validator("nan_value")
     @classmethod
@@ -203,6 +219,8 @@ class TrainConfig(Strict):
     arch_args: dict[str, Any] = Field(default_factory=dict)
     scale: int = Field(4, ge=1, le=16)
     in_slices: int = Field(1, ge=1, le=9)
+    noise_input: bool = False  # noise-aware: the network is told its input's noise model
+    init: Path | None = None  # start from this model's weights (fine-tuning)
     crappifier: str = "mix"
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -228,6 +246,14 @@ class TrainConfig(Strict):
             if any(part.lower().startswith("holdout") for part in Path(p).resolve().parts):
                 raise ValueError(f"{p} is hold-out data, for evaluation only (never training)")
         return v
+
+    @model_validator(mode="after")
+    def _noise_tile(self) -> TrainConfig:
+        # the noise estimate of a low-resolution tile needs 11 x 11 pixels at least
+        if self.noise_input and self.tile < 11 * self.scale:
+            raise ValueError(f"noise-aware training needs --tile of at least {11 * self.scale} "
+                             f"(11 low-resolution pixels at x{self.scale}), got {self.tile}")
+        return self
 
 
 class EvaluateConfig(Strict):

@@ -30,7 +30,7 @@ from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_execu
 from pssr_volume.cluster.logs import worker_log_path
 from pssr_volume.config import ConvertConfig
 from pssr_volume.engine import execute
-from pssr_volume.errors import PssrError
+from pssr_volume.errors import PssrError, note_line
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import (
     OutputLayout,
@@ -200,7 +200,7 @@ def _convert(config: ConvertConfig, plan: ConvertPlan, cluster: ClusterSpec,
     job, out = plan.job, Path(config.output)
     vol, top = job.input, job.levels
     for note in plan.notes:
-        log(note if note.startswith("warning") else f"note: {note}")
+        log(note_line(note))
     log(f"input   {vol.source}: {vol.kind} {_fmt(vol.shape)} {vol.dtype}, voxel "
         f"{_fmt(top[0].voxel_size)} nm")
     log(f"output  {out}: {len(top)} levels (to {_fmt(top[-1].shape)}), chunks "

@@ -24,3 +24,8 @@ def first_line(e: BaseException) -> str:
     """``"TypeName: first line of the message"`` (just the type name when it has none)."""
     text = (str(e).strip().splitlines() or [""])[0].strip()
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def note_line(note: str) -> str:
+    """How a plan's note is printed: warnings as they are, other notes as ``note: ...``."""
+    return note if note.startswith("warning") else f"note: {note}"

@@ -91,7 +91,7 @@ def estimate(plan: Plan) -> Estimate:
         sums.append(total)
     computed = math.prod(sums) / 1e6
     cfg = plan.model.config
-    g = gflop_per_out_mpx(build(cfg).eval(), cfg.in_slices, cfg.scale)
+    g = gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
     return Estimate(
         blocks=len(grid), pyramid_tasks=pyramid, tasks=tasks + pyramid,
         level_shapes=shapes, level_bytes=tuple(math.prod(x) * itemsize for x in shapes),

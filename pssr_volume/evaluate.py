@@ -55,6 +55,7 @@ from pssr_volume.evaluate_report import montage, write_results
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.metrics import raw_range, volume_metrics
 from pssr_volume.model import ModelInfo, model_info
+from pssr_volume.models import DEFAULT_MODEL, bundled_models, resolve_model
 
 BASELINES = ("bilinear", "bicubic", "spline3")
 def upsample(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
@@ -234,12 +235,10 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
         raise PssrError(f"--out {out} is a file, not a folder; give a folder for the results")
     if (out / "results.json").exists() and not cfg.overwrite:
         raise PssrError(f"{out} already holds results.json; pass --overwrite or another --out")
-    models = cfg.models
+    models = tuple(resolve_model(m) for m in cfg.models)
     if not models:
-        from pssr_volume.models import bundled_model_path
-
-        bundled = Path(bundled_model_path())
-        models = (bundled,) if bundled.is_file() else ()
+        default = bundled_models().get(DEFAULT_MODEL)
+        models = (default,) if default is not None else ()
         if not models:
             log("note: no --model and no bundled model: baselines only")
     if not cfg.lr:

@@ -126,7 +126,7 @@ def check_model(path: str | Path) -> None:
     config, module = load_model(path)
     grid = cast(int, module.downsampling)
     with torch.inference_mode():
-        y = module(torch.full((1, config.in_slices, 2 * grid, 2 * grid), 0.5))
+        y = module(torch.full((1, config.in_channels, 2 * grid, 2 * grid), 0.5))
     if not bool(torch.isfinite(y).all()):
         raise PssrError(f"{path}: the model gives non-finite values (NaN or Inf) on a plain "
                         "input; its weights are damaged")
@@ -191,6 +191,8 @@ def describe(info: ModelInfo) -> dict[str, Any]:
         "arch_args": c.arch_args,
         "scale": c.scale,
         "in_slices": c.in_slices,
+        "noise_input": c.noise_input,
+        "trained_pixel_size_nm": None if c.pixel_size_nm is None else list(c.pixel_size_nm),
         "normalization": json.loads(c.normalization.model_dump_json()),
         "sha256": info.sha256,
         "receptive_field": list(info.receptive_field),

@@ -39,7 +39,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from pssr_volume.intensity import Reader, normalize
 
-__all__ = ["NoiseModel", "estimate_noise", "estimate_volume_noise", "sample_sections"]
+__all__ = ["NoiseModel", "estimate_noise", "estimate_volume_noise", "network_input",
+           "sample_sections"]
 
 F32 = NDArray[np.float32]
 _MAD_TO_SIGMA = 1.0 / 0.6744897501960817  # sigma / median|r| of a Gaussian
@@ -268,3 +269,38 @@ def estimate_volume_noise(read: Reader, shape: tuple[int, int, int], lo: float, 
     """
     parts = sample_sections(read, shape, max_slices, patch, patches_per_axis)
     return estimate_noise([normalize(p, lo, hi) for p in parts], max_samples=max_samples)
+
+
+NOISE_GAIN = 10.0
+"""The noise channel carries ``NOISE_GAIN x`` the noise standard deviation: values of order 1
+for noisy EM (std 0.02-0.2 of the normalised range), like the image channels."""
+
+
+def network_input(stacks: ArrayLike, models: NoiseModel | Sequence[NoiseModel]) -> F32:
+    """The input of a noise-aware network: the sections, then the noise channel.
+
+    Parameters
+    ----------
+    stacks : array_like, shape (n, k, y, x)
+        ``n`` tiles of ``k`` adjacent normalised sections each.
+    models : NoiseModel or sequence of them
+        One model for all tiles (a volume's estimate, at inference), or one per tile (the
+        per-tile estimate, in training).
+
+    Returns
+    -------
+    ndarray of float32, shape (n, k + 1, y, x)
+        The last channel is ``NOISE_GAIN * model.to_channels(centre section)``.
+    """
+    x = np.asarray(stacks, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"expected tiles shaped (n, k, y, x), got shape {x.shape}")
+    per_tile = [models] * len(x) if isinstance(models, NoiseModel) else list(models)
+    if len(per_tile) != len(x):
+        raise ValueError(f"{len(per_tile)} noise models for {len(x)} tiles")
+    out = np.empty((x.shape[0], x.shape[1] + 1, *x.shape[2:]), dtype=np.float32)
+    out[:, :-1] = x
+    c = x.shape[1] // 2
+    for i, m in enumerate(per_tile):
+        out[i, -1] = m.to_channels(x[i, c])[0] * np.float32(NOISE_GAIN)
+    return out

@@ -13,21 +13,21 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, Shape3, check_chunking, default_chunk
-from pssr_volume.config import BlendMode, RunConfig
+from pssr_volume.config import BlendMode, ModelConfig, RunConfig
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths
 from pssr_volume.model import ModelInfo, check_model, describe, model_info
-from pssr_volume.models import bundled_model_path
+from pssr_volume.models import resolve_model
+from pssr_volume.noise import estimate_volume_noise
 from pssr_volume.pyramid import (
     Downsampling,
     Level,
@@ -66,6 +66,7 @@ class Job:
     dtype: str
     downsample: Downsampling = "mean"  # how the pyramid pools (labels: "mode")
     nan_value: float | None = None  # replaces NaN and infinite input values (float inputs)
+    noise: tuple[float, float] | None = None  # (a, b) for a noise-aware model's noise channel
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,7 @@ class Plan:
 
 
 def _resolve_model(config: RunConfig) -> ModelInfo:
-    path = config.model or bundled_model_path()
-    if config.model is None and not Path(path).is_file():
-        raise PssrError("the bundled model is missing from this installation; pass --model")
+    path = resolve_model(config.model)
     info = model_info(path)
     check_model(path)  # weights load and give finite values: fail here, not on the workers
     return info
@@ -203,6 +202,37 @@ def _voxel_size(config: RunConfig, volume: InputVolume, notes: list[str]) -> tup
     return (1.0, 1.0, 1.0)
 
 
+def _noise_model(config: RunConfig, model: ModelInfo, volume: InputVolume,
+                 norm: tuple[float, float]) -> tuple[float, float] | None:
+    """The noise model ``(a, b)`` a noise-aware model is given: ``--noise``, else estimated
+    once from a fixed sample of the whole volume (never per block: blockwise == whole)."""
+    if not model.config.noise_input:
+        if config.noise is not None:
+            raise PssrError(f"model {model.config.name!r} takes no noise input (it is blind); "
+                            "--noise applies to noise-aware models only")
+        return None
+    if config.noise is not None:
+        return config.noise
+    est = estimate_volume_noise(volume.read, volume.shape, *norm)
+    return (float(f"{est.a:.6g}"), float(f"{est.b:.6g}"))
+
+
+PIXEL_SIZE_SLACK = 1.5  # how far outside its training pixel sizes a model is trusted
+
+
+def pixel_size_warning(model: ModelConfig, out_pixel: float) -> list[str]:
+    """One warning when the output pixel size is more than 1.5x outside the pixel sizes the
+    model was trained at (none when the model does not record them)."""
+    if model.pixel_size_nm is None:
+        return []
+    lo, hi = model.pixel_size_nm
+    if lo / PIXEL_SIZE_SLACK <= out_pixel <= hi * PIXEL_SIZE_SLACK:
+        return []
+    return [f"warning: model {model.name!r} was trained for {lo:g}-{hi:g} nm output pixels; "
+            f"this run's are {out_pixel:g} nm (more than {PIXEL_SIZE_SLACK:g}x outside): "
+            "check --voxel-size, or fine-tune the model (train --init) on data like this"]
+
+
 def fingerprint(settings: dict[str, Any]) -> str:
     """Identity of the settings that determine the output bytes."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -234,6 +264,8 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     _check_memory(grid, chunk, volume.dtype)
     voxel = _voxel_size(config, volume, notes)
     s = model.config.scale
+    if config.voxel_size is not None or volume.voxel_size is not None:
+        notes.extend(pixel_size_warning(model.config, voxel[1] / s))
     out_voxel = (voxel[0], voxel[1] / s, voxel[2] / s)
     # voxel centres: output voxel j sits at input coordinate (j + 0.5) / s - 0.5; a region
     # of interest starts at its first input voxel; the input's own offset (its NGFF
@@ -255,6 +287,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         sample = sample_volume(whole.read, whole.shape)
         sample = _finite(sample, config.nan_value, volume.source)
     norm = intensity_range(norm_cfg, sample if norm_cfg.mode == "percentile" else None)
+    noise = _noise_model(config, model, whole, norm)
     if cluster is None:
         device, threads = choose_device(config.device, config.cluster), 0
     else:
@@ -283,12 +316,14 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         "device": device,
         "batch_size": config.batch_size,
         "nan_value": config.nan_value,
+        "noise": None if noise is None else {"a": noise[0], "b": noise[1],
+                                             "source": "given" if config.noise else "estimated"},
     }
     job = Job(
         input=volume, output=str(config.output.resolve()), model_path=model.path,
         model_sha=model.sha256, device=device, batch_size=config.batch_size, threads=threads,
         grid=grid, blend=config.blend, norm=norm, levels=levels, stages=stages, chunk=chunk,
-        dtype=volume.dtype, nan_value=config.nan_value,
+        dtype=volume.dtype, nan_value=config.nan_value, noise=noise,
     )
     ident = fingerprint(settings)
     complete = check_output(config.output, resume=config.resume, overwrite=config.overwrite,

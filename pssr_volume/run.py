@@ -16,7 +16,7 @@ from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_execu
 from pssr_volume.cluster.logs import worker_log_path
 from pssr_volume.config import RunConfig
 from pssr_volume.engine import RunStats, execute
-from pssr_volume.errors import PssrError
+from pssr_volume.errors import PssrError, note_line
 from pssr_volume.estimate import describe, estimate
 from pssr_volume.io.ome_zarr import check_output, complete_output, open_output
 from pssr_volume.lease import hold
@@ -45,7 +45,15 @@ def summary(plan: Plan) -> list[str]:
         + f"NGFF {plan.config.ngff_version}",
         f"blocks  {len(job.grid)} of {_fmt(job.grid.block)} (grid {_fmt(job.grid.counts)}), "
         f"halo {_fmt(job.grid.halo[1:], ',')} px, blend {job.blend}, device {job.device}",
+        *([] if job.noise is None else [
+            f"noise   var = {job.noise[0]:.3g} + {job.noise[1]:.3g} * I (normalised intensity; "
+            f"{plan.settings['noise']['source']}, std {_noise_std(job.noise)} at I = 0.1, 0.5, 0.9)"
+        ]),
     ]
+
+
+def _noise_std(noise: tuple[float, float]) -> str:
+    return "/".join(f"{(noise[0] + noise[1] * i) ** 0.5:.3f}" for i in (0.1, 0.5, 0.9))
 
 
 def prepare_output(plan: Plan, threads: int = 0) -> None:
@@ -87,7 +95,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None,
     cluster = check_cluster(config)  # profile, GPU, SLURM: fail before any work
     plan = make_plan(config, cluster)
     if config.dry_run:
-        for line in [*(f"note: {n}" for n in plan.notes), *summary(plan),
+        for line in [*map(note_line, plan.notes), *summary(plan),
                      *describe(estimate(plan))]:
             log(line)
         return RunStats(blocks_total=len(plan.job.grid))
@@ -115,7 +123,7 @@ def _restore(plan: Plan, cluster: ClusterSpec, config: RunConfig,
     with open_executor(cluster, worker_log_path(config.output)) as ex:
         prepare_output(plan, cluster.threads)
         for note in plan.notes:
-            log(f"note: {note}")
+            log(note_line(note))
         for line in summary(plan):
             log(line)
         if ex.dashboard:

@@ -28,6 +28,7 @@ from pssr_volume.finish import finish
 from pssr_volume.intensity import normalize
 from pssr_volume.io.levels import read_region, start_write, write_all
 from pssr_volume.journal import Journal
+from pssr_volume.noise import NoiseModel, network_input
 from pssr_volume.plan import Job
 from pssr_volume.predict import can_finish, get_predictor
 from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region
@@ -94,6 +95,8 @@ def predict_tile(job: Job, tile: Box, times: Times | None = None,
         k = 2 * job.grid.halo[0] + 1
         windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
         tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
+        if job.noise is not None:  # a noise-aware model: the volume's noise map as a channel
+            tiles = network_input(tiles, NoiseModel(*job.noise))
         assert job.model_path is not None  # a job with a network
         predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
         return predictor(tiles, job.batch_size, (*job.norm, job.dtype) if finish else None)

@@ -107,12 +107,14 @@ def json_ok(path):
     return isinstance(json.loads(path.read_text()), dict)
 
 
-def test_amp_only_on_cuda():
+def test_amp_dtype_per_device():
     import torch
 
-    from pssr_volume.train.amp import amp_dtype
+    from pssr_volume.train.amp import amp_dtype, cpu_has_bf16
 
-    assert amp_dtype("auto", "cpu") is None and amp_dtype("bf16", "cpu") is None
+    assert amp_dtype("off", "cpu") is None and amp_dtype("fp16", "cpu") is None
+    assert amp_dtype("bf16", "cpu") is torch.bfloat16
+    assert amp_dtype("auto", "cpu") is (torch.bfloat16 if cpu_has_bf16() else None)
     assert amp_dtype("off", "cuda") is None
     assert amp_dtype("fp16", "cuda") is torch.float16
     assert amp_dtype("bf16", "cuda:0") is torch.bfloat16
@@ -160,3 +162,76 @@ def test_ssim_loss_trains(tmp_path, cli):
     assert info.config.training["loss"] == "ssim"
     row = info.config.metrics["validation"]
     assert {"val_ssim_pssr-em", "bicubic_ssim_pssr2"} <= set(row)
+
+
+def _tiny_noise_model(tmp_path, cli):
+    _, hr = make_demo_volume((12, 16, 16), seed=8)
+    inp = write_tiff(tmp_path / "hr.tif", hr, voxel=(50.0, 4.6, 4.6))
+    out = tmp_path / "base"
+    code, _, err = cli("train", inp, "--out", out, "--architecture", "pssr-span",
+                       "--arch-arg", "width=4", "--arch-arg", "blocks=1", "--noise-aware",
+                       "--steps", "4", "--batch-size", "2", "--tile", "48", "--val-every", "2",
+                       "--val-tiles", "2", "--threads", "1", "--no-progress")
+    assert code == 0, err
+    return inp, out / "model.safetensors"
+
+
+def test_init_fine_tunes_from_a_model_and_adopts_its_network(tmp_path, cli):
+    inp, base = _tiny_noise_model(tmp_path, cli)
+    out = tmp_path / "tuned"
+    code, _, err = cli("train", inp, "--out", out, "--init", base, "--steps", "2",
+                       "--batch-size", "2", "--tile", "48", "--val-every", "1",
+                       "--val-tiles", "2", "--threads", "1", "--lr", "1e-12", "--no-progress")
+    assert code == 0, err
+    tuned = model_info(out / "model.safetensors").config
+    assert tuned.architecture == "pssr-span" and tuned.noise_input
+    assert tuned.arch_args == {"width": 4, "blocks": 1}
+    assert tuned.pixel_size_nm == (4.6, 4.6)
+    # started from the base weights: a vanishing learning rate leaves them (nearly) as they were
+    a, b = _tensors(base), _tensors(out / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+@pytest.mark.parametrize(("make_bad", "message"), [
+    (lambda p: p.write_bytes(b"not a model"), "not a pssr-volume model file"),
+    (lambda p: p.write_bytes(p.read_bytes()[:-100]), "model"),
+    (None, "--arch-arg"),
+    (None, "--blind"),
+    (None, "model not found"),
+])
+def test_init_refuses_a_corrupt_or_mismatched_model_in_one_line(tmp_path, cli, make_bad, message):
+    inp, base = _tiny_noise_model(tmp_path, cli)
+    extra: list[str] = []
+    init = tmp_path / "bad.safetensors"
+    if make_bad is not None:
+        init.write_bytes(base.read_bytes())
+        make_bad(init)
+    elif message == "--arch-arg":
+        init, extra = base, ["--architecture", "pssr-fast"]
+        message = "architecture"
+    elif message == "--blind":
+        init, extra = base, ["--blind"]
+        message = "noise_input"
+    else:
+        init = tmp_path / "missing-model"
+    code, _, err = cli("train", inp, "--out", tmp_path / "o", "--init", init, "--steps", "1",
+                       "--tile", "48", "--no-progress", *extra)
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bf16_training_step_on_cpu(tmp_path):
+    """``--amp bf16`` trains on the CPU (native bf16 or not) and the model saved is float32."""
+    import torch
+
+    from pssr_volume.train import train
+
+    cfg = _tiny_config(tmp_path, tmp_path / "o", amp="bf16", architecture="pssr-fast",
+                       arch_args={"width": 4}, noise_input=True, tile=48)
+    path = train(cfg, progress=False)
+    tensors = _tensors(path)
+    assert all(t.dtype == torch.float32 for t in tensors.values())
+    cfg_saved = model_info(path).config
+    assert cfg_saved.training["amp"] == "bf16" and cfg_saved.noise_input

@@ -6,7 +6,10 @@ Presets (docs/DESIGN.md section 4):
   (sigma 3 px) image), then bilinear 1/scale (PSSR ``em_AG_D_sameas_preprint``);
 - ``pssr-fluo``: local-variance noise 0.5 x blurred (sigma 5 px), 0.5 % salt, 0.5 % pepper, then
   bilinear 1/scale (PSSR ``new_crap_AG_SP``, without its renormalise-by-max step);
-- ``pssr2``: bilinear 1/scale first, then Poisson noise with 8-bit values as counts (PSSR2).
+- ``pssr2``: bilinear 1/scale first, then Poisson noise with 8-bit values as counts (PSSR2);
+- ``integrate-read``: pixel integration (the mean of each scale x scale cell, an ideal
+  integrating detector at the coarser pixel), then Gaussian read noise of 6 grey levels
+  (std 6/255).
 """
 
 from __future__ import annotations
@@ -49,10 +52,16 @@ def _pssr2(scale: int) -> Pipeline:
     return Pipeline(steps=steps, name="pssr2")
 
 
+def _integrate_read(scale: int) -> Pipeline:
+    steps = (Downsample(factor=scale, method="area"), GaussianNoise(sigma=round(6 / 255, 6)))
+    return Pipeline(steps=steps, name="integrate-read")
+
+
 _PRESET_BUILDERS: dict[str, Callable[[int], Pipeline]] = {
     "pssr-em": _pssr_em,
     "pssr-fluo": _pssr_fluo,
     "pssr2": _pssr2,
+    "integrate-read": _integrate_read,
 }
 
 PRESETS: dict[str, Pipeline] = {name: build(4) for name, build in _PRESET_BUILDERS.items()}
@@ -72,6 +81,9 @@ def get_preset(name: str, scale: int = 4) -> Pipeline:
     ``pssr2`` (PSSR2's default)
         1. ``Downsample(scale, "bilinear")``;
         2. ``PoissonNoise(255.0)``: the LR image in 8-bit units taken as counts.
+    ``integrate-read`` (pixel integration and read noise)
+        1. ``Downsample(scale, "area")``;
+        2. ``GaussianNoise(6 / 255)``.
 
     Raises
     ------
@@ -88,21 +100,31 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(f"{math.exp(rng.uniform(math.log(low), math.log(high))):.4g}")
 
 
+NOISE_FAMILIES = ("clean", "hr-local-var", "hr-poisson", "lr-poisson", "lr-gaussian")
+"""The main noise of a training degradation (:func:`random_pipeline`), and their odds."""
+_FAMILY_ODDS = (0.1, 0.3, 0.1, 0.25, 0.25)
+
+
 def random_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
-    """Draw a training degradation from a mix of PSSR- and PSSR2-like crappifiers.
+    """Draw a training degradation from a broad mix: both PSSR orders, Poisson, Gaussian,
+    local-variance noise, pixel integration and blur, from no noise to heavy noise.
 
     The draws, in order (all from ``rng``, so the same generator state gives the same pipeline):
 
     1. with probability 0.5, a mild ``Blur`` first, sigma ~ U(0.3, 1.0) HR px;
-    2. the downsampling method: ``"bilinear"`` (p = 0.75) or ``"area"`` (p = 0.25);
-    3. the order, each with probability 0.5:
+    2. the downsampling: ``"bilinear"`` (p = 0.6) or ``"area"`` (pixel integration, p = 0.4);
+    3. the main noise, one of :data:`NOISE_FAMILIES` (odds 0.1, 0.3, 0.1, 0.25, 0.25):
 
-       - PSSR (noise on the HR grid, then downsample): ``LocalVarNoise`` with factor
-         log-uniform in [0.005, 0.1] and blur sigma 3 px, then ``Downsample(scale)``;
-       - PSSR2 (downsample, then noise on the LR grid): ``Downsample(scale)``, then
-         ``PoissonNoise`` with peak log-uniform in [30, 1000] counts;
-    4. with probability 0.3, a final small ``GaussianNoise`` (read noise on the LR grid), std
-       ~ U(0.002, 0.02).
+       - ``clean``: none;
+       - ``hr-local-var`` (PSSR order: noise on the HR grid, then downsample):
+         ``LocalVarNoise``, factor log-uniform in [0.003, 0.15], blur sigma 3 px;
+       - ``hr-poisson``: ``PoissonNoise`` on the HR grid, peak log-uniform in [5, 500] counts,
+         then downsample;
+       - ``lr-poisson`` (PSSR2 order): downsample, then ``PoissonNoise``, peak log-uniform in
+         [20, 2000] counts;
+       - ``lr-gaussian``: downsample, then ``GaussianNoise``, std log-uniform in [0.003, 0.08];
+    4. with probability 0.4, read noise on the LR grid: ``GaussianNoise``, std log-uniform in
+       [0.002, 0.04].
 
     Drawn values are rounded to 4 significant digits so that saved pipelines read well.
 
@@ -121,11 +143,18 @@ def random_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
     steps: list[Blur | GaussianNoise | LocalVarNoise | PoissonNoise | Downsample] = []
     if rng.random() < 0.5:
         steps.append(Blur(sigma=float(f"{rng.uniform(0.3, 1.0):.4g}")))
-    down = Downsample(factor=scale, method="bilinear" if rng.random() < 0.75 else "area")
-    if rng.random() < 0.5:
-        steps += [LocalVarNoise(factor=_log_uniform(rng, 0.005, 0.1), blur_sigma=3.0), down]
+    down = Downsample(factor=scale, method="bilinear" if rng.random() < 0.6 else "area")
+    family = NOISE_FAMILIES[int(rng.choice(len(NOISE_FAMILIES), p=_FAMILY_ODDS))]
+    if family == "clean":
+        steps.append(down)
+    elif family == "hr-local-var":
+        steps += [LocalVarNoise(factor=_log_uniform(rng, 0.003, 0.15), blur_sigma=3.0), down]
+    elif family == "hr-poisson":
+        steps += [PoissonNoise(peak=_log_uniform(rng, 5.0, 500.0)), down]
+    elif family == "lr-poisson":
+        steps += [down, PoissonNoise(peak=_log_uniform(rng, 20.0, 2000.0))]
     else:
-        steps += [down, PoissonNoise(peak=_log_uniform(rng, 30.0, 1000.0))]
-    if rng.random() < 0.3:
-        steps.append(GaussianNoise(sigma=float(f"{rng.uniform(0.002, 0.02):.4g}")))
+        steps += [down, GaussianNoise(sigma=_log_uniform(rng, 0.003, 0.08))]
+    if rng.random() < 0.4:
+        steps.append(GaussianNoise(sigma=_log_uniform(rng, 0.002, 0.04)))
     return Pipeline(steps=tuple(steps), name="random")

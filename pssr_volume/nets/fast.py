@@ -23,14 +23,15 @@ class Pointwise(nn.Module):
 
     downsampling = 1
 
-    def __init__(self, scale: int = 4, in_slices: int = 1, gain: float = 1.0, bias: float = 0.0):
+    def __init__(self, scale: int = 4, in_slices: int = 1, gain: float = 1.0, bias: float = 0.0,
+                 extra_channels: int = 0):
         super().__init__()
         self.scale, self.in_slices = scale, in_slices
         self.gain = nn.Parameter(torch.tensor(float(gain)))
         self.bias = nn.Parameter(torch.tensor(float(bias)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = centre_slice(x) * self.gain + self.bias
+        y = centre_slice(x, self.in_slices) * self.gain + self.bias
         n, c, h, w = y.shape
         s = self.scale
         # one copy: each pixel broadcast to an s x s patch, then laid out row by row
@@ -73,15 +74,18 @@ class FastUNet(nn.Module):
         steps of ``2**depth`` input pixels.
     blocks : int
         Residual blocks per level (encoder, bottleneck and decoder each).
+    extra_channels : int
+        Input channels after the sections (the noise map of a noise-aware model).
     """
 
     def __init__(
-        self, scale: int = 4, in_slices: int = 1, width: int = 48, depth: int = 2, blocks: int = 1
+        self, scale: int = 4, in_slices: int = 1, width: int = 48, depth: int = 2, blocks: int = 1,
+        extra_channels: int = 0,
     ):
         super().__init__()
         self.scale, self.in_slices, self.downsampling = scale, in_slices, 2**depth
         widths = [width * 2**i for i in range(depth + 1)]
-        self.head = _conv(in_slices, width)
+        self.head = _conv(in_slices + extra_channels, width)
         self.enc = nn.ModuleList(
             nn.Sequential(*[ResBlock(w) for _ in range(blocks)]) for w in widths[:-1]
         )
@@ -102,7 +106,8 @@ class FastUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(
-            centre_slice(x), scale_factor=self.scale, mode="bilinear", align_corners=False
+            centre_slice(x, self.in_slices), scale_factor=self.scale, mode="bilinear",
+            align_corners=False,
         )
         h = self.head(x)
         skips = []

@@ -77,5 +77,8 @@ def receptive_field_of(config_json: str) -> tuple[int, int]:
     config = ModelConfig.model_validate_json(config_json)
     module = build(config)
     grid = cast(int, module.downsampling)  # every registered network declares it (registry)
-    return receptive_field(module, config.in_slices, config.scale, grid)
+    ry, rx = receptive_field(module, config.in_channels, config.scale, grid)
+    if config.noise_input:  # the noise map is made from 3x3 means of the section
+        ry, rx = ry + 1, rx + 1
+    return ry, rx
 

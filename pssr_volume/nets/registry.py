@@ -8,6 +8,8 @@ file there that decorates its class with ``@register("name")``.
 Every architecture maps ``(N, in_slices, H, W)`` float input (normalised
 intensities) to ``(N, 1, scale*H, scale*W)`` and declares ``downsampling``:
 the factor by which it is shift-equivariant. Blocks are placed on that grid.
+A noise-aware model (``ModelConfig.noise_input``) gets ``extra_channels=1``: its
+input has one more channel after the sections, the noise map.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return wrap
 
 
-def centre_slice(x: torch.Tensor) -> torch.Tensor:
-    c = x.shape[1] // 2
+def centre_slice(x: torch.Tensor, in_slices: int) -> torch.Tensor:
+    """The centre section of an input whose first ``in_slices`` channels are sections
+    (any after them are other inputs, e.g. the noise map)."""
+    c = in_slices // 2
     return x[:, c : c + 1]
 
 
@@ -79,7 +83,8 @@ def build(config: ModelConfig) -> nn.Module:
             f"unknown architecture {config.architecture!r} (known: {known})"
         ) from None
     try:
-        return cls(scale=config.scale, in_slices=config.in_slices, **config.arch_args)
+        extra = {"extra_channels": 1} if config.noise_input else {}
+        return cls(scale=config.scale, in_slices=config.in_slices, **extra, **config.arch_args)
     except TypeError as e:
         raise PssrError(f"bad arguments for architecture {config.architecture!r}: {e}") from None
 

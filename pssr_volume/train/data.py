@@ -18,6 +18,7 @@ from pssr_volume.crappify.presets import get_preset, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.noise import estimate_noise, network_input
 
 NORMALIZATION = NormalizationConfig(mode="percentile", low=0.1, high=99.9)
 
@@ -51,6 +52,12 @@ def open_sources(paths: tuple[Path, ...], val_fraction: float, tile: int) -> lis
             raise PssrError(f"{p}: too small to split off validation data with tile {tile}")
         sources.append(Source(vol, norm, train, val))
     return sources
+
+
+def pixel_sizes(sources: list[Source]) -> tuple[float, float] | None:
+    """Smallest and largest y/x pixel size (nm) of the training volumes that state one."""
+    sizes = [v for s in sources if s.volume.voxel_size for v in s.volume.voxel_size[1:]]
+    return (min(sizes), max(sizes)) if sizes else None
 
 
 def read_stack(src: Source, z: int, y: int, x: int, tile: int, k: int) -> np.ndarray:
@@ -109,7 +116,10 @@ class Sampler:
         stack = np.ascontiguousarray(_dihedral(stack, int(rng.integers(8))))
         lr, hr = make_pair(stack, self.crappifier(rng), rng)
         gain, offset = rng.uniform(0.85, 1.15), rng.uniform(-0.1, 0.1)
-        return lr * gain + offset, hr * gain + offset
+        lr, hr = lr * gain + offset, hr * gain + offset
+        if cfg.noise_input:  # the network is told the noise it sees, estimated as at inference
+            lr = network_input(lr[None], estimate_noise(lr))[0]
+        return lr, hr
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch of ``step`` (1-based): ``(lr, hr)`` float32 tensors."""
@@ -146,8 +156,9 @@ def batches(sampler: Sampler, first: int, last: int, workers: int, pin: bool = F
 
 
 def validation_set(sources: list[Source], cfg: TrainConfig, presets: tuple[str, ...] = (
-        "pssr-em", "pssr2")) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed validation pairs per preset, from the held-back part of each volume."""
+        "pssr-em", "pssr2", "integrate-read")) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed validation pairs per preset, from the held-back part of each volume: network
+    inputs (with the noise channel of a noise-aware model) and targets."""
     rng = np.random.default_rng(12345)
     stacks = []
     for i in range(cfg.val_tiles):
@@ -162,6 +173,8 @@ def validation_set(sources: list[Source], cfg: TrainConfig, presets: tuple[str, 
         crap = get_preset(name, cfg.scale)
         prng = np.random.default_rng(7)
         pairs = [make_pair(s, crap, prng) for s in stacks]
-        out[name] = (torch.from_numpy(np.stack([p[0] for p in pairs])),
-                     torch.from_numpy(np.stack([p[1] for p in pairs])))
+        lr = np.stack([p[0] for p in pairs])
+        if cfg.noise_input:
+            lr = network_input(lr, [estimate_noise(t) for t in lr])
+        out[name] = (torch.from_numpy(lr), torch.from_numpy(np.stack([p[1] for p in pairs])))
     return out

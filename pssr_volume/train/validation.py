@@ -22,14 +22,16 @@ def predict_tiles(module: torch.nn.Module, lr: torch.Tensor, device: str, batch:
     out = []
     for i in range(0, len(lr), batch):
         with autocast(device, amp):
-            pred = module(lr[i : i + batch].to(device))
+            x = lr[i : i + batch].to(device).contiguous(memory_format=torch.channels_last)
+            pred = module(x)
         out.append(pred.float().cpu()[:, 0].numpy())
     return np.concatenate(out)
 
 
-def bicubic_tiles(lr: torch.Tensor, scale: int) -> np.ndarray:
-    """Bicubic (Keys, a = -0.75) upsampling of the centre sections: the baseline to beat."""
-    c = lr.shape[1] // 2
+def bicubic_tiles(lr: torch.Tensor, scale: int, in_slices: int) -> np.ndarray:
+    """Bicubic (Keys, a = -0.75) upsampling of the centre sections: the baseline to beat.
+    ``lr``'s first ``in_slices`` channels are the sections (then the noise map, if any)."""
+    c = in_slices // 2
     up = F.interpolate(lr[:, c : c + 1], scale_factor=scale, mode="bicubic", align_corners=False)
     return up[:, 0].numpy()
 
