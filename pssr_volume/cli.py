@@ -253,6 +253,8 @@ def crappify(**kwargs: Any) -> None:
 @click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None)
 @click.option("--halo", type=Numbers(2, int, "YX"), default=None)
 @click.option("--montage/--no-montage", default=True, show_default=True)
+@click.option("--bm3d/--no-bm3d", default=default(EvaluateConfig, "bm3d"), show_default=True,
+              help="Also score BM3D denoising + bicubic (about 3 s per 256x256 LR section).")
 @click.option("--overwrite", is_flag=True, help="Replace results in --out.")
 def evaluate(presets: tuple[str, ...], **kwargs: Any) -> None:
     """Score models against bilinear, bicubic and spline upsampling (docs/DESIGN.md section 5):

@@ -279,6 +279,7 @@ class EvaluateConfig(Strict):
     block_shape: PositiveShape3 | None = None
     halo: Halo | None = None
     montage: bool = True
+    bm3d: bool = True  # the BM3D + bicubic baseline (seconds per LR megapixel)
     overwrite: bool = False
 
     @model_validator(mode="after")

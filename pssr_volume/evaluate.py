@@ -11,19 +11,14 @@ Two kinds of cases:
 Each model restores the LR volume *through the engine* (:func:`pssr_volume.run.run`,
 in-process ``sync`` cluster by default), so the numbers include blockwise inference,
 halos and the engine's intensity normalisation, and the run's output megapixels per
-second are reported. Baselines, on the same LR volume, per section:
-
-* ``bilinear``: ``torch.nn.functional.interpolate(mode="bilinear",
-  align_corners=False)`` (pixel centres aligned; edge-clamped);
-* ``bicubic``: the same with ``mode="bicubic"``: Keys cubic convolution with
-  ``a = -0.75`` (as OpenCV; PIL and MATLAB use ``a = -0.5``), edge-clamped;
-* ``spline3``: cubic B-spline interpolation, ``scipy.ndimage.zoom(order=3,
-  grid_mode=True, mode="reflect")`` -- PSSR's "bicubic" baseline (scipy ``zoom(order=3)``)
-  and the family of ``crappify``'s ``"bicubic"`` downsampling.
+second are reported. Baselines, on the same LR volume, per section
+(:mod:`pssr_volume.baselines`): bilinear, bicubic (Keys, a = -0.75), spline3 (PSSR's
+"bicubic": cubic B-spline) and BM3D + bicubic (``--no-bm3d`` leaves it out).
 
 Every method is rounded to the input's dtype like the engine's output, then scored with
 :mod:`pssr_volume.metrics`: CARE-normalised PSNR/SSIM (data range 1), NRMSE, raw PSNR
-(8-bit scale) and z-consistency. Outputs in ``--out``: ``results.json`` (everything,
+(8-bit scale), z-consistency, and the Fourier ring correlation with the HR
+(:mod:`pssr_volume.frc`). Outputs in ``--out``: ``results.json`` (everything,
 per section too), ``results.md`` (one table per case), ``evaluate.json`` (the settings),
 ``montage_<case>.png`` (LR, baselines, models, HR and error maps of the middle section)
 and ``cases/<case>/`` (the LR input and each model's OME-Zarr output).
@@ -41,42 +36,20 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 import zarr
-from scipy import ndimage
 
+from pssr_volume.baselines import BASELINES, bm3d_then_upsample, to_dtype, upsample
 from pssr_volume.config import EvaluateConfig, RunConfig
 from pssr_volume.crappify.presets import get_preset
 from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.evaluate_report import montage, write_results
+from pssr_volume.frc import frc_resolution
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.metrics import raw_range, volume_metrics
 from pssr_volume.model import ModelInfo, model_info
 from pssr_volume.models import DEFAULT_MODEL, bundled_models, resolve_model
-
-BASELINES = ("bilinear", "bicubic", "spline3")
-def upsample(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
-    """Baseline upsampling of a ``(z, y, x)`` volume, section by section, in float64."""
-    x = np.asarray(lr, dtype=np.float64)
-    if method == "spline3":
-        return np.stack([ndimage.zoom(s, scale, order=3, grid_mode=True, mode="reflect")
-                         for s in x])
-    if method not in ("bilinear", "bicubic"):
-        raise ValueError(f"unknown baseline {method!r}")
-    t = torch.from_numpy(x)[:, None]
-    return F.interpolate(t, scale_factor=scale, mode=method, align_corners=False)[:, 0].numpy()
-
-
-def to_dtype(a: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
-    """Round and clip to an integer dtype (like the engine's output); floats unchanged."""
-    dt = np.dtype(dtype)
-    if dt.kind in "iu":
-        info = np.iinfo(dt)
-        return np.clip(np.rint(a), info.min, info.max).astype(dt)
-    return a.astype(dt)
 
 
 def hr_region(shape: tuple[int, int, int], scale: int, z: tuple[int, int] | None,
@@ -264,7 +237,13 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
             "bicubic": "torch interpolate bicubic (Keys cubic convolution, a=-0.75), "
                        "align_corners=False",
             "spline3": "scipy.ndimage.zoom order 3 (cubic B-spline), grid_mode=True, reflect",
+            **({"bm3d+bicubic": "bm3d.bm3d per LR section (sigma from the input's estimated "
+                                "noise model at its median intensity), then bicubic"}
+               if cfg.bm3d else {}),
         },
+        "frc": "Fourier ring correlation with the HR, averaged over sections (Hann window); "
+               "frc_cycles_per_px: where it first falls below 0.5; frc_period_nm: 1 / that, "
+               "in nm",
         "models": {n: {"path": i.path, "sha256": i.sha256, "architecture":
                        i.config.architecture, "in_slices": i.config.in_slices}
                    for n, i in zip(names, infos)},
@@ -276,14 +255,21 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
         hr, lr, lr_path, details = _load_case(cfg, case, cfg.scale, folder)
         log(f"{name}: HR {hr.shape}, LR {lr.shape}")
         rng = raw_range(hr.dtype, hr)
-        preds = {b: to_dtype(upsample(lr, cfg.scale, b), hr.dtype) for b in BASELINES}
+        preds = {b: to_dtype(upsample(lr, cfg.scale, b), hr.dtype) for b in BASELINES
+                 if b != "bm3d+bicubic"}
+        if cfg.bm3d:
+            denoised, details["bm3d"] = bm3d_then_upsample(lr, cfg.scale)
+            preds["bm3d+bicubic"] = to_dtype(denoised, hr.dtype)
         timing = {}
         for n, info in zip(names, infos):
             preds[n], timing[n] = restore(cfg, lr_path, info, folder / f"{_safe(n)}.ome.zarr")
             log(f"{name}: {n} restored at {timing[n]['out_mpx_per_s']:.3f} output Mpx/s")
-        scores = {m: volume_metrics(p, hr, rng) for m, p in preds.items()}
+        pixel = None if case["hr_vol"].voxel_size is None else case["hr_vol"].voxel_size[2]
+        scores = {m: {**volume_metrics(p, hr, rng), **frc_resolution(p, hr, pixel)}
+                  for m, p in preds.items()}
         for method, s in scores.items():
-            log(f"{name}: {method:>12} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}")
+            log(f"{name}: {method:>12} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
+                f"FRC 0.5 at {s['frc_cycles_per_px']:.3f} cycles/px")
         entry = {"name": name, "hr": str(case["hr"]), "lr": str(case["lr"] or lr_path),
                  "preset": case["preset"], "hr_shape": list(hr.shape), "scale": cfg.scale,
                  "dtype": hr.dtype.name, **details, "methods": scores, "engine": timing}

@@ -11,7 +11,9 @@ import numpy as np
 
 COLUMNS = [("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"),
            ("psnr_raw", "raw PSNR (dB)", "{:.2f}"), ("nrmse", "NRMSE", "{:.4f}"),
-           ("z_mad_ratio", "z MAD / HR", "{:.3f}"), ("z_grad_err", "z-diff error", "{:.4f}")]
+           ("z_mad_ratio", "z MAD / HR", "{:.3f}"), ("z_grad_err", "z-diff error", "{:.4f}"),
+           ("frc_cycles_per_px", "FRC 0.5 (cycles/px)", "{:.3f}"),
+           ("frc_period_nm", "FRC period (nm)", "{:.1f}")]
 
 
 def _finite(obj: Any) -> Any:

@@ -33,10 +33,15 @@ def test_crappified_hr_protocol_writes_sane_results(tmp_path, cli, models, hr_vo
         assert case["hr_shape"] == [3, 48, 64] and case["region_hr"] == [[0, 3], [8, 56],
                                                                            [8, 72]]
         methods = case["methods"]
-        assert list(methods) == ["bilinear", "bicubic", "spline3", "fast"]
+        assert list(methods) == ["bilinear", "bicubic", "spline3", "bm3d+bicubic", "fast"]
         for m in methods.values():
             assert 5 < m["psnr"] < 60 and 0 < m["ssim"] < 1 and 5 < m["psnr_raw"] < 60
             assert len(m["sections"]) == 3 and math.isfinite(m["z_mad_ratio"])
+            assert 0 < m["frc_cycles_per_px"] <= 0.5
+            assert m["frc_period_nm"] == pytest.approx(4.6 / m["frc_cycles_per_px"], rel=1e-3)
+        # BM3D was given the input's own noise estimate, and denoised
+        assert case["bm3d"]["sigma"] > 0
+        assert methods["bm3d+bicubic"]["psnr"] != methods["bicubic"]["psnr"]
         # a random network is no restoration, but it is a different one from the baselines
         assert methods["fast"]["psnr"] != methods["bilinear"]["psnr"]
         engine = case["engine"]["fast"]
@@ -47,6 +52,7 @@ def test_crappified_hr_protocol_writes_sane_results(tmp_path, cli, models, hr_vo
         assert png.read_bytes()[:4] == b"\x89PNG"
     md = (out / "results.md").read_text()
     assert md.count("| fast |") == 2 and "## hr-pssr2" in md and "Keys" in md
+    assert md.count("| bm3d+bicubic |") == 2 and "FRC" in md
     assert json.loads((out / "evaluate.json").read_text())["presets"] == ["pssr-em", "pssr2"]
     code, _, err = cli("evaluate", "--hr", hr_volume, "--model", models["fast"], "--out", out)
     assert code == 2 and "--overwrite" in err
