@@ -8,11 +8,15 @@ segmentation of the real high-resolution sections (adapted Rand error, variation
 information: lower is better).
 
 The data: the last sections of the Drosophila VNC ssTEM stack 1 (4.6 nm pixels) from
-../shared/data, degraded x4 with the PSSR EM crappifier; without ../shared, the synthetic
-EM-like demo volume of ``pssr-volume demo``. Run it from the repository root::
+../shared/data (the part of that training stack held back for validation), or any
+high-resolution stack given with ``--hr`` (docs/RESULTS.md uses the hold-out stack 2), degraded
+x4 with the PSSR EM crappifier; without ../shared, the synthetic EM-like demo volume of
+``pssr-volume demo``. Run it from the repository root::
 
     python examples/restore_and_segment.py                       # the bundled EM model
     python examples/restore_and_segment.py --model my.safetensors --out work/
+    python examples/restore_and_segment.py \
+        --hr ../shared/data/holdout_drosophila_vnc_sstem_stack2/raw
 """
 
 from __future__ import annotations
@@ -33,24 +37,30 @@ import pssr_volume
 from pssr_volume.config import RunConfig
 from pssr_volume.crappify.presets import get_preset
 from pssr_volume.demo import make_demo_volume
-from pssr_volume.models import bundled_model_path
+from pssr_volume.errors import PssrError
+from pssr_volume.models import DEFAULT_MODEL, resolve_model
 from pssr_volume.run import run
 
 SCALE = 4
 STACK1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "drosophila_vnc_sstem_stack1"
 
 
-def load_pair(side: int = 384, sections: int = 3) -> tuple[np.ndarray, np.ndarray, str]:
+def load_pair(side: int = 384, sections: int = 3, source: Path | None = None
+              ) -> tuple[np.ndarray, np.ndarray, str]:
     """A high-resolution (4.6 nm) stack and its x4-undersampled version (18.4 nm), uint8."""
-    files = sorted((STACK1 / "raw").glob("*.tif"))
+    folder = source or STACK1 / "raw"
+    files = sorted(folder.glob("*.tif")) if folder.is_dir() else [folder] if folder.is_file() \
+        else []
     if files:
-        y0 = x0 = (1024 - side) // 2
-        hr = np.stack([tifffile.imread(f)[y0:y0 + side, x0:x0 + side]
-                       for f in files[-sections:]])
+        stack = (np.stack([tifffile.imread(f) for f in files[-sections:]]) if len(files) > 1
+                 else tifffile.imread(files[0])[-sections:])
+        y0, x0 = ((n - side) // 2 for n in stack.shape[1:])
+        hr = stack[:, y0:y0 + side, x0:x0 + side]
         crappify, rng = get_preset("pssr-em", SCALE), np.random.default_rng(0)
         lr = np.stack([np.clip(np.rint(crappify(s.astype(np.float32) / 255, rng) * 255), 0, 255)
                        for s in hr]).astype(np.uint8)
-        return lr, hr, f"{STACK1.name}, last {sections} sections, {side}x{side} px crop"
+        name = folder.parent.name if folder.name == "raw" else folder.name
+        return lr, hr, f"{name}, last {sections} sections, {side}x{side} px crop"
     lr, hr = make_demo_volume((sections, side // SCALE, side // SCALE), seed=1)
     return lr, hr, "synthetic demo volume (../shared/data not found)"
 
@@ -86,16 +96,23 @@ def scores(truth: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=bundled_model_path(),
-                        help="model file (default: the bundled EM model)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="a bundled model's name or a model file (default: %(default)s)")
+    parser.add_argument("--hr", type=Path, default=None,
+                        help="high-resolution stack: a folder of TIFF sections or a TIFF "
+                             "(default: VNC stack 1 from ../shared/data)")
+    parser.add_argument("--sections", type=int, default=3)
+    parser.add_argument("--side", type=int, default=384, help="HR crop edge, pixels")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for lr.tif and restored.ome.zarr (default: a temp folder)")
     parser.add_argument("--cluster", default="sync", help="as pssr-volume run --cluster")
     args = parser.parse_args(argv)
-    if not args.model.is_file():
-        sys.exit(f"model not found: {args.model} (pass --model)")
+    try:
+        model = resolve_model(args.model)
+    except PssrError as e:
+        sys.exit(str(e))
 
-    lr, hr, what = load_pair()
+    lr, hr, what = load_pair(args.side, args.sections, args.hr)
     print(f"data: {what}; input {lr.shape} at 18.4 nm, truth {hr.shape} at 4.6 nm")
     with tempfile.TemporaryDirectory() as tmp:
         work = args.out or Path(tmp)
@@ -106,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         out = work / "restored.ome.zarr"
 
         # 1. restore: the same as `pssr-volume run lr.tif restored.ome.zarr --model ...`
-        run(RunConfig(input=lr_path, output=out, model=args.model, cluster=args.cluster,
+        run(RunConfig(input=lr_path, output=out, model=model, cluster=args.cluster,
                       overwrite=True, progress=False))
 
         # 2. hand the OME-Zarr to the pipeline: lazy, with physical coordinates
