@@ -25,7 +25,7 @@ import torch
 from pssr_volume.config import ModelConfig
 from pssr_volume.model import load_model
 from pssr_volume.nets.registry import build
-from pssr_volume.train.amp import autocast, cpu_has_bf16
+from pssr_volume.precision import autocast, cpu_has_bf16
 from pssr_volume.train.losses import loss_fn
 
 

@@ -123,6 +123,9 @@ class ModelConfig(Strict):
     noise_input: bool = False  # a noise map (pssr_volume.noise) is an extra input channel
     # the output (high-resolution) pixel sizes of the training data, nm: smallest, largest
     pixel_size_nm: tuple[float, float] | None = None
+    # restore in bf16 where the device computes it natively: set only after measuring that
+    # blockwise == whole stays within 1 grey level and hold-out PSNR within 0.05 dB of fp32
+    bf16_inference: bool = False
     normalization: NormalizationConfig = NormalizationConfig()
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict)

@@ -192,6 +192,7 @@ def describe(info: ModelInfo) -> dict[str, Any]:
         "scale": c.scale,
         "in_slices": c.in_slices,
         "noise_input": c.noise_input,
+        "bf16_inference": c.bf16_inference,
         "trained_pixel_size_nm": None if c.pixel_size_nm is None else list(c.pixel_size_nm),
         "normalization": json.loads(c.normalization.model_dump_json()),
         "sha256": info.sha256,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from pssr_volume.model import load_model
+from pssr_volume.precision import autocast, inference_dtype
 
 _LOCK = threading.Lock()
 
@@ -42,6 +43,7 @@ class Predictor:
         # torch's stubs omit Module.to(memory_format=...), which torch accepts at runtime
         self.module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.device = torch.device(device)
+        self.autocast = inference_dtype(self.config.bf16_inference, device)
 
     @torch.inference_mode()
     def __call__(self, tiles: np.ndarray, batch_size: int = 8,
@@ -67,12 +69,14 @@ class Predictor:
         """
         s = self.config.scale
         n, _, h, w = tiles.shape
+        device_type = str(self.device)
         dtype = np.dtype(np.float32 if finish is None else finish[2])
         out: np.ndarray | None = None
         for i in range(0, n, batch_size):
             x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size]))
             x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            y = self.module(x)[:, 0].float()
+            with autocast(device_type, self.autocast):
+                y = self.module(x)[:, 0].float()
             if finish is not None:
                 y = _finish_on_device(y, *finish)
             if n <= batch_size:  # one forward pass: hand its output over without a copy

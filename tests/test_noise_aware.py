@@ -15,7 +15,7 @@ from whole_volume import predict_whole
 
 from pssr_volume.config import ModelConfig, RunConfig, TrainConfig
 from pssr_volume.errors import PssrError
-from pssr_volume.model import model_info, save_model
+from pssr_volume.model import load_model, model_info, save_model
 from pssr_volume.nets.fast import FastUNet
 from pssr_volume.nets.span import SPAN
 from pssr_volume.noise import NOISE_GAIN, NoiseModel, estimate_noise, network_input
@@ -56,11 +56,17 @@ def test_network_input_appends_the_scaled_noise_map():
         network_input(tiles, [m])
 
 
-@pytest.mark.parametrize("arch", ["fast", "span"])
+@pytest.mark.parametrize("arch", ["fast", "span", "span-bf16"])
 def test_noise_aware_blockwise_matches_whole(tmp_path, noise_models, arch):
+    """Also with bf16 inference allowed (used where the CPU computes bf16 natively)."""
+    model = noise_models[arch.removesuffix("-bf16")]
+    if arch.endswith("-bf16"):
+        config, module = load_model(model)
+        model = save_model(tmp_path / "bf16.safetensors", module,
+                           config.model_copy(update={"bf16_inference": True}))
     vol = em_like((3, 70, 90), seed=5)
     inp = write_tiff(tmp_path / "in.tif", vol)
-    cfg = RunConfig(input=inp, output=tmp_path / "o.ome.zarr", model=noise_models[arch],
+    cfg = RunConfig(input=inp, output=tmp_path / "o.ome.zarr", model=model,
                     cluster="sync", progress=False, block_shape=(2, 96, 128))
     run(cfg)
     job = make_plan(cfg.model_copy(update={"output": tmp_path / "x"})).job

@@ -110,7 +110,7 @@ def json_ok(path):
 def test_amp_dtype_per_device():
     import torch
 
-    from pssr_volume.train.amp import amp_dtype, cpu_has_bf16
+    from pssr_volume.precision import amp_dtype, cpu_has_bf16
 
     assert amp_dtype("off", "cpu") is None and amp_dtype("fp16", "cpu") is None
     assert amp_dtype("bf16", "cpu") is torch.bfloat16

@@ -16,7 +16,7 @@ from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.model import save_model
 from pssr_volume.nets.registry import build
-from pssr_volume.train.amp import amp_dtype, autocast
+from pssr_volume.precision import amp_dtype, autocast
 from pssr_volume.train.checkpoint import STATE, State, load_checkpoint, save_checkpoint
 from pssr_volume.train.data import (
     NORMALIZATION,

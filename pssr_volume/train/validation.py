@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pssr_volume.metrics import care_normalize
 from pssr_volume.metrics import psnr as psnr_metric
 from pssr_volume.metrics import ssim as ssim_metric
-from pssr_volume.train.amp import autocast
+from pssr_volume.precision import autocast
 
 
 @torch.inference_mode()
