@@ -38,12 +38,14 @@ def _validation_message(e: ValidationError) -> str:
     return f"invalid --{field.replace('_', '-')}: {msg}" if field else msg
 
 
-def _input_exists(path: Path) -> None:
+def _input_exists(path: Path | str) -> None:
     """Fail a missing input in a fraction of a second, before torch, dask and zarr load
-    (open_input checks everything else, later)."""
+    (open_input checks everything else, later; also whether a URL exists)."""
     from pssr_volume.io.inputs import input_location, refuse_special
 
     location = input_location(path)
+    if not isinstance(location, Path):  # a URL
+        return
     if not location.exists():
         raise PssrError(f"input not found: {path}")
     refuse_special(str(location), "Input")  # a FIFO or device: refused without opening it
@@ -331,10 +333,10 @@ def convert(verify: bool, **kwargs: Any) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.argument("path", required=False)
 @click.option("--models", "list_models", is_flag=True, help="List the bundled models.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def info(path: Path | None, list_models: bool, as_json: bool) -> None:
+def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
     """Describe a volume (shape, dtype, chunks, voxel size, levels, provenance), a model file
     or bundled model name (architecture, scale, inputs, training data, metrics); with no
     PATH, or --models, list the bundled models."""
@@ -344,7 +346,9 @@ def info(path: Path | None, list_models: bool, as_json: bool) -> None:
     if path is None or list_models:
         _list_models(as_json)
         return
-    if path.suffix == ".safetensors" or (str(path) in BUNDLED and not path.exists()):
+    path = _location(str(path))
+    if isinstance(path, Path) and (path.suffix == ".safetensors"
+                                   or (str(path) in BUNDLED and not path.exists())):
         from pssr_volume.model import describe, model_info
         from pssr_volume.models import resolve_model
 
@@ -353,7 +357,8 @@ def info(path: Path | None, list_models: bool, as_json: bool) -> None:
                "training": m.config.training, "metrics": m.config.metrics}
         click.echo(json.dumps(out, indent=2))
         return
-    if not input_location(path).exists():
+    location = input_location(path)
+    if isinstance(location, Path) and not location.exists():
         raise PssrError(f"not found: {path}")
     from pssr_volume.io.info import format_info, volume_info
 
@@ -366,6 +371,19 @@ def info(path: Path | None, list_models: bool, as_json: bool) -> None:
     if details.get("provenance"):
         click.echo("provenance:")
         click.echo(json.dumps(details["provenance"], indent=2))
+
+
+def _location(text: str, write: bool = False) -> Path | str:
+    """A command-line path: a checked URL (one line for an unsupported scheme), else a
+    local Path."""
+    from pssr_volume.urls import check_url, scheme_of
+
+    if scheme_of(text) is None:
+        return Path(text)
+    try:
+        return check_url(text, write=write)
+    except ValueError as e:
+        raise PssrError(str(e)) from None
 
 
 def _list_models(as_json: bool) -> None:
@@ -399,15 +417,15 @@ def _list_models(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("output", type=click.Path(path_type=Path))
-def verify(output: Path) -> None:
+@click.argument("output")
+def verify(output: str) -> None:
     """Re-read every chunk of every level of the OME-Zarr OUTPUT: one line per damaged
     (undecodable, checksum mismatch) or missing chunk, then a summary. Exit status 0 when
     all is well, 1 when damage was found (rewrite it with --resume --verify)."""
     from pssr_volume.verify import DamageFound
     from pssr_volume.verify import verify as verify_output
 
-    report = verify_output(output, on_damage=lambda d: click.echo(d.line()))
+    report = verify_output(_location(output, write=True), on_damage=lambda d: click.echo(d.line()))
     if report.damage:
         raise DamageFound(report.summary())
     click.echo(report.summary())

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from pssr_volume.types import Shape3
+from pssr_volume.urls import Url, check_url, scheme_of
 
 BlendMode = Literal["crop", "linear", "cosine", "gaussian"]
 Device = Literal["cpu", "cuda"]
@@ -58,7 +59,18 @@ def _local_path(v: Any) -> Any:
     return v
 
 
+def _location(write: bool) -> Any:
+    def check(v: Any) -> Any:
+        if isinstance(v, str) and scheme_of(v) is not None:
+            return check_url(v, write=write)  # a Url: kept a string, never a Path
+        return v
+    return check
+
+
 LocalPath = Annotated[Path, BeforeValidator(_local_path)]
+# a local path, or an s3:// or gs:// URL (and http(s):// for inputs): pssr_volume.urls
+InputLocation = Annotated[Path | Url, BeforeValidator(_location(write=False))]
+OutputLocation = Annotated[Path | Url, BeforeValidator(_location(write=True))]
 PositiveShape3 = Annotated[Shape3, AfterValidator(_positive_shape)]
 VoxelSize = Annotated[tuple[float, float, float], AfterValidator(_positive_voxels)]
 Halo = Annotated[tuple[int, int], AfterValidator(_non_negative_halo)]
@@ -165,8 +177,8 @@ class ExecutionConfig(Strict):
 class JobConfig(OutputConfig, ExecutionConfig):
     """A volume written blockwise by the engine into a multiscale OME-Zarr."""
 
-    input: LocalPath
-    output: LocalPath
+    input: InputLocation
+    output: OutputLocation
     block_shape: PositiveShape3 | None = None
 
     @model_validator(mode="after")

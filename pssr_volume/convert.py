@@ -19,7 +19,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,6 @@ import numpy as np
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, check_chunking
 from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
-from pssr_volume.cluster.logs import worker_log_path
 from pssr_volume.config import ConvertConfig
 from pssr_volume.engine import execute
 from pssr_volume.errors import PssrError, note_line
@@ -39,6 +37,7 @@ from pssr_volume.io.ome_zarr import (
     complete_output,
     open_output,
 )
+from pssr_volume.io.stores import absolute, log_path
 from pssr_volume.lease import hold
 from pssr_volume.plan import Job, fingerprint
 from pssr_volume.progress import ProgressBar
@@ -87,10 +86,10 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     """
     c = config
     vol = open_input(c.input)  # a missing input: "input not found: PATH"
-    out = Path(c.output)
+    out = c.output
     check_paths(input_location(c.input), out)
-    if Path(vol.path) != input_location(c.input):  # an OME-Zarr level or N5 s0: its group too
-        check_paths(Path(vol.path), out)
+    if str(vol.path) != str(input_location(c.input)):  # an OME-Zarr level or N5 s0: its group
+        check_paths(vol.path, out)
     notes = list(vol.notes)
     voxel = _voxel_size(c.voxel_size, vol, notes.append)
     chunk = _chunk(c.chunk_shape, vol.shape)
@@ -122,7 +121,7 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     complete = check_output(out, resume=c.resume, overwrite=c.overwrite, fingerprint=ident,
                             settings=settings)
     job = Job(
-        input=vol, output=str(out.resolve()), model_path=None, model_sha="", device="cpu",
+        input=vol, output=absolute(out), model_path=None, model_sha="", device="cpu",
         batch_size=1, threads=0, grid=BlockGrid(vol.shape, 1, block, (0, 0, 0), 1),
         blend="crop", norm=(0.0, 1.0), levels=levels, stages=stages, chunk=chunk,
         dtype=vol.dtype, downsample=method,
@@ -176,7 +175,7 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
         raise PssrError("--verify checks an output before finishing it: use it with --resume")
     cluster = check_cluster(config)
     plan = plan_convert(config)
-    job, out = plan.job, Path(config.output)
+    job, out = plan.job, config.output
     vol, top = job.input, job.levels
     nothing = ConvertStats(str(out), vol.shape, vol.dtype, top[0].voxel_size, len(top), 0, 0.0)
     if plan.complete and not verify:
@@ -197,7 +196,7 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
 
 def _convert(config: ConvertConfig, plan: ConvertPlan, cluster: ClusterSpec,
              log: Callable[[str], None]) -> ConvertStats:
-    job, out = plan.job, Path(config.output)
+    job, out = plan.job, config.output
     vol, top = job.input, job.levels
     for note in plan.notes:
         log(note_line(note))
@@ -208,7 +207,7 @@ def _convert(config: ConvertConfig, plan: ConvertPlan, cluster: ClusterSpec,
                                    if plan.layout.shards else "")
         + f"NGFF {config.ngff_version}")
     started = time.perf_counter()
-    with open_executor(cluster, worker_log_path(out)) as ex:
+    with open_executor(cluster, log_path(out)) as ex:
         open_output(out, plan.layout, plan.provenance, overwrite=config.overwrite)
         bar = ProgressBar(config.progress, "converting")
         try:

@@ -6,11 +6,16 @@ file system never sees two writers on one file); a line is written with a
 single ``write`` call and a torn last line (a process killed mid-write) is
 ignored when reading. One file per process, not one per block, keeps a
 teravoxel run to a handful of files.
+
+Object storage (an ``s3://`` or ``gs://`` output) has no append: there each task is
+recorded as one small object, ``journal/<host>-<pid>-<token>-<n>.log``, written in one
+atomic put, and :meth:`Journal.done` lists and reads them (see :mod:`pssr_volume.objects`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -18,9 +23,13 @@ import threading
 import uuid
 from pathlib import Path
 
+from pssr_volume import objects
+from pssr_volume.urls import is_url, join
+
 STATE_DIR = ".pssr-volume"
 _LOCK = threading.Lock()
 _TOKEN = uuid.uuid4().hex[:8]
+_COUNT = itertools.count()
 
 
 class Journal:
@@ -33,7 +42,8 @@ class Journal:
     """
 
     def __init__(self, output: str | os.PathLike):
-        self.dir = Path(output) / STATE_DIR / "journal"
+        self.url = join(str(output), STATE_DIR, "journal") if is_url(output) else None
+        self.dir = Path(output) / STATE_DIR / "journal"  # (local outputs)
 
     def _own_file(self) -> Path:
         return self.dir / f"{socket.gethostname()}-{os.getpid()}-{_TOKEN}.log"
@@ -43,6 +53,10 @@ class Journal:
         if "\n" in key:
             raise ValueError("journal keys are single lines")
         line = (key + "\n").encode()
+        if self.url is not None:  # one object per task: object stores have no append
+            name = f"{socket.gethostname()}-{os.getpid()}-{_TOKEN}-{next(_COUNT)}.log"
+            objects.write(join(self.url, name), line)
+            return
         with _LOCK:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self._own_file(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -53,6 +67,9 @@ class Journal:
 
     def remove(self) -> None:
         """Delete the logs (the run is complete: nothing is left to resume)."""
+        if self.url is not None:
+            objects.delete_tree(self.url)
+            return
         shutil.rmtree(self.dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.dir.parent.rmdir()  # the state folder, when nothing else is in it
@@ -65,6 +82,9 @@ class Journal:
         then is the new one renamed into place."""
         if any("\n" in k for k in keys):
             raise ValueError("journal keys are single lines")
+        if self.url is not None:
+            self._replace_objects(keys)
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"verified-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp = self.dir / f"{name}.tmp"
@@ -73,9 +93,26 @@ class Journal:
             f.unlink()
         os.replace(tmp, self.dir / f"{name}.log")
 
+    def _replace_objects(self, keys: set[str]) -> None:
+        assert self.url is not None
+        name = f"verified-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        data = "".join(k + "\n" for k in sorted(keys)).encode()
+        tmp = join(self.url, f"{name}.tmp")  # not read by done(); the same order as above
+        objects.write(tmp, data)
+        for old in objects.names(self.url):
+            if old.endswith(".log"):
+                objects.delete(join(self.url, old))
+        objects.write(join(self.url, f"{name}.log"), data)
+        objects.delete(tmp)
+
     def done(self) -> set[str]:
         """Keys of all tasks recorded as done, by any process."""
         keys: set[str] = set()
+        if self.url is not None:
+            logs = [n for n in objects.names(self.url) if n.endswith(".log")]
+            for data in objects.read_all(self.url, logs).values():
+                keys.update(line for line in data.decode().split("\n") if line)
+            return keys
         if not self.dir.is_dir():
             return keys
         for f in self.dir.glob("*.log"):

@@ -16,6 +16,14 @@ to be the stale lease that was judged (else put back), then taken with ``O_EXCL`
 Heartbeats are wall-clock times, so hosts sharing an output need clocks that agree to well
 within :data:`STALE_AFTER_S`. A run whose lease is broken while it was paused notices at its
 next heartbeat and stops (the main thread is interrupted; see :attr:`Lease.lost`).
+
+On object storage (an ``s3://`` or ``gs://`` output, :mod:`pssr_volume.objects`) the lease
+is the object ``<output>/.pssr-volume/lease.json``, created with a conditional put that
+fails when it exists (S3 ``If-None-Match: *``): of two runs exactly one gets it. The
+heartbeat and the breaking of a stale lease are conditional puts on the version that was
+read (S3 ``If-Match: <ETag>``): a breaker replaces the stale lease with its own in one
+request, so of two breakers one wins, and a holder whose lease was broken finds its next
+heartbeat refused and stops. Release reads the lease and deletes it if it holds our token.
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pssr_volume import objects
 from pssr_volume.errors import PssrError, RunFailed
+from pssr_volume.filesystems import remote_errors
+from pssr_volume.urls import is_url, join
 
 STATE_DIR = ".pssr-volume"  # the output's state folder, shared with the journal
 LEASE_FILE = "lease.json"
@@ -59,6 +70,7 @@ class Holder:
     command: str
     started: float
     heartbeat: float
+    version: str = ""  # an object store's version (ETag) of the lease that was read
 
     def since(self) -> str:
         """When the lease was taken, local time to the second."""
@@ -94,6 +106,10 @@ def read_holder(output: str | os.PathLike) -> Holder | None:
     """The lease of ``output``: ``None`` when there is none. A lease file that cannot be
     parsed (created an instant ago and not yet written, or damaged) is reported as held by
     pid 0 with its modification time as heartbeat: live while that is recent."""
+    if is_url(output):
+        with remote_errors(str(output)):
+            found = objects.read(lease_url(output))
+        return None if found is None else _parse(*found)
     path = lease_path(output)
     try:
         text = path.read_text()
@@ -106,6 +122,20 @@ def read_holder(output: str | os.PathLike) -> Holder | None:
                       float(d["started"]), float(d["heartbeat"]))
     except (ValueError, KeyError, TypeError):
         return Holder("?", 0, "", "an unknown process", mtime, mtime)
+
+
+def lease_url(output: str | os.PathLike) -> str:
+    """Where the lease of an object-storage ``output`` lives."""
+    return join(str(output), STATE_DIR, LEASE_FILE)
+
+
+def _parse(data: bytes, version: str, modified: float) -> Holder:
+    try:
+        d = json.loads(data)
+        return Holder(str(d["host"]), int(d["pid"]), str(d["token"]), str(d["command"]),
+                      float(d["started"]), float(d["heartbeat"]), version)
+    except (ValueError, KeyError, TypeError):
+        return Holder("?", 0, "", "an unknown process", modified, modified, version)
 
 
 def live_holder(output: str | os.PathLike) -> Holder | None:
@@ -131,7 +161,7 @@ def held_token(output: str | os.PathLike) -> str | None:
 
 
 def _key(output: str | os.PathLike) -> str:
-    return str(Path(output).resolve())
+    return str(output) if is_url(output) else str(Path(output).resolve())
 
 
 def _content(token: str, command: str, started: float) -> bytes:
@@ -190,8 +220,11 @@ class Lease:
 
     def __init__(self, output: str | os.PathLike, command: str,
                  refresh_s: float = REFRESH_S):
-        self.output, self.command, self.refresh_s = Path(output), command, refresh_s
-        self.path = lease_path(output)
+        self.url = lease_url(output) if is_url(output) else None
+        self.output = str(output) if self.url else Path(output)
+        self.command, self.refresh_s = command, refresh_s
+        self.path = lease_path(output)  # (local outputs)
+        self.version = ""  # (object storage) the version of our lease object
         self.token = uuid.uuid4().hex
         self.started = time.time()
         self.lost: Holder | None = None  # who took it from us, if anyone did
@@ -208,6 +241,11 @@ class Lease:
             When another process holds a live lease (nothing is written then, except an
             output folder this call created and removes again).
         """
+        if self.url is not None:
+            with remote_errors(str(self.output), "no such bucket for the output"):
+                self._take_object(self.url)
+            return
+        assert isinstance(self.output, Path)
         made = self.made = not self.output.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +267,26 @@ class Lease:
         raise PssrError(f"could not take the lease on {self.output}: other runs keep "
                         "taking it; try again")
 
+    def _take_object(self, url: str) -> None:
+        for _ in range(5):
+            data = _content(self.token, self.command, self.started)
+            version = objects.create(url, data)
+            holder = None
+            if version is None:
+                holder = read_holder(self.output)
+                if holder is not None and not holder.is_stale():
+                    raise PssrError(holder.describe(self.output))
+                if holder is not None:  # stale: replace it, unless someone else did
+                    version = objects.replace(url, data, holder.version)
+            if version is not None:
+                self.version = version
+                with _HELD_LOCK:
+                    _HELD[_key(self.output)] = self.token
+                self._start_heartbeat()
+                return
+        raise PssrError(f"could not take the lease on {self.output}: other runs keep "
+                        "taking it; try again")
+
     def _start_heartbeat(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="pssr-volume-lease",
                                         daemon=True)
@@ -243,6 +301,8 @@ class Lease:
     def refresh(self) -> bool:
         """Rewrite the heartbeat; ``False`` (and :attr:`lost` set) when the lease is no
         longer ours."""
+        if self.url is not None:
+            return self._refresh_object(self.url)
         holder = read_holder_file(self.path)
         if holder is None or holder.token != self.token:
             self.lost = holder or Holder("?", 0, "", "another process", time.time(),
@@ -257,6 +317,22 @@ class Lease:
                 tmp.unlink()
         return True
 
+    def _refresh_object(self, url: str) -> bool:
+        data = _content(self.token, self.command, self.started)
+        try:
+            version = objects.replace(url, data, self.version)
+            if version is not None:
+                self.version = version
+                return True
+            holder = read_holder(self.output)
+        except Exception:  # PssrError, OSError: unreachable for now, try at the next beat
+            return True
+        if holder is not None and holder.token == self.token:  # ours, with another version
+            self.version = holder.version
+            return True
+        self.lost = holder or Holder("?", 0, "", "another process", time.time(), time.time())
+        return False
+
     def release(self) -> None:
         """Stop the heartbeat and delete the lease if it is still ours; the state folder
         goes too when nothing else is left in it."""
@@ -266,6 +342,13 @@ class Lease:
         with _HELD_LOCK:
             if _HELD.get(_key(self.output)) == self.token:
                 del _HELD[_key(self.output)]
+        if self.url is not None:
+            with contextlib.suppress(Exception):  # unreachable: it goes stale
+                holder = read_holder(self.output)
+                if holder is not None and holder.token == self.token:
+                    objects.delete(self.url)
+            return
+        assert isinstance(self.output, Path)
         holder = read_holder_file(self.path)
         if holder is not None and holder.token == self.token:
             with contextlib.suppress(FileNotFoundError):

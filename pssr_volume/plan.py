@@ -25,6 +25,7 @@ from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths
+from pssr_volume.io.stores import absolute
 from pssr_volume.model import ModelInfo, check_model, describe, model_info
 from pssr_volume.models import resolve_model
 from pssr_volume.noise import estimate_volume_noise
@@ -320,7 +321,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
                                              "source": "given" if config.noise else "estimated"},
     }
     job = Job(
-        input=volume, output=str(config.output.resolve()), model_path=model.path,
+        input=volume, output=absolute(config.output), model_path=model.path,
         model_sha=model.sha256, device=device, batch_size=config.batch_size, threads=threads,
         grid=grid, blend=config.blend, norm=norm, levels=levels, stages=stages, chunk=chunk,
         dtype=volume.dtype, nan_value=config.nan_value, noise=noise,

@@ -10,15 +10,14 @@ The library entry point behind the command line::
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
-from pssr_volume.cluster.logs import worker_log_path
 from pssr_volume.config import RunConfig
 from pssr_volume.engine import RunStats, execute
 from pssr_volume.errors import PssrError, note_line
 from pssr_volume.estimate import describe, estimate
 from pssr_volume.io.ome_zarr import check_output, complete_output, open_output
+from pssr_volume.io.stores import Location, log_path
 from pssr_volume.lease import hold
 from pssr_volume.plan import Plan, make_plan
 from pssr_volume.progress import ProgressBar
@@ -63,7 +62,7 @@ def prepare_output(plan: Plan, threads: int = 0) -> None:
     different thread count can change a few voxels by one grey level, so a resume
     with another count is refused.
     """
-    out: Path = plan.config.output
+    out: Location = plan.config.output
     first = open_output(out, plan.layout(), {**plan.provenance(), "torch_threads": threads},
                         overwrite=plan.config.overwrite)
     if first is not None:
@@ -120,7 +119,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None,
 
 def _restore(plan: Plan, cluster: ClusterSpec, config: RunConfig,
              log: Callable[[str], None]) -> RunStats:
-    with open_executor(cluster, worker_log_path(config.output)) as ex:
+    with open_executor(cluster, log_path(config.output)) as ex:
         prepare_output(plan, cluster.threads)
         for note in plan.notes:
             log(note_line(note))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pssr_volume.errors import PssrError, RunFailed
+from pssr_volume.io import stores
 from pssr_volume.io.levels import LevelLayout, check_region, is_missing, level_layout
 from pssr_volume.io.ome_zarr import (
     level_paths,
@@ -38,6 +39,7 @@ from pssr_volume.io.ome_zarr import (
     reopen_output,
     storage_of,
 )
+from pssr_volume.io.stores import Location
 from pssr_volume.journal import Journal
 from pssr_volume.lease import check_not_leased
 from pssr_volume.pyramid import (
@@ -132,7 +134,7 @@ def _units(region_index: Sequence[int], per: Sequence[int],
     return itertools.product(*ranges)
 
 
-def _check_level(output: Path, layout: LevelLayout, expected: Callable[[Box], bool],
+def _check_level(output: Location, layout: LevelLayout, expected: Callable[[Box], bool],
                  report: Callable[[Damage], None]) -> tuple[int, int]:
     """Check one level; returns (chunks, files)."""
     unit, shape = layout.unit, layout.shape
@@ -152,7 +154,7 @@ def _check_level(output: Path, layout: LevelLayout, expected: Callable[[Box], bo
     return chunks, math.prod(counts)
 
 
-def _check_unit(output: Path, layout: LevelLayout, index: tuple[int, ...], strict: bool,
+def _check_unit(output: Location, layout: LevelLayout, index: tuple[int, ...], strict: bool,
                 report: Callable[[Damage], None]) -> None:
     box = _box(index, layout.unit, layout.shape)
     error = check_region(output, layout.level, box, strict)
@@ -160,8 +162,9 @@ def _check_unit(output: Path, layout: LevelLayout, index: tuple[int, ...], stric
         return
     name = f"{layout.level}/{layout.file(index)}"
     per_file = math.prod(math.ceil((b - a) / c) for (a, b), c in zip(box, layout.chunk))
-    if layout.shard is None or not (output / name).is_file():
-        kind = "missing" if is_missing(error) or not (output / name).exists() else "damaged"
+    if layout.shard is None or not stores.is_file(stores.child(output, name)):
+        kind = ("missing" if is_missing(error) or not stores.exists(stores.child(output, name))
+                else "damaged")
         report(Damage(layout.level, kind, "shard" if layout.shard else "chunk", index, box,
                       name, per_file, "" if kind == "missing" else _short(error)))
         return
@@ -292,14 +295,14 @@ def _overlap(a: Box, b: Box) -> bool:
 # --------------------------------------------------------------------------- entry points
 
 
-def verify_output(output: str | Path, tasks: TaskMap | None = None,
+def verify_output(output: Location, tasks: TaskMap | None = None,
                   on_damage: Callable[[Damage], None] = lambda d: None) -> VerifyReport:
     """Re-read every chunk of every level of ``output`` (see the module docstring).
 
     ``tasks`` (else rebuilt from the provenance) tells which chunks an unfinished output
     must hold; ``on_damage`` receives each finding as it is made.
     """
-    out = Path(output)
+    out = output if stores.is_url(output) else Path(output)
     prov = read_provenance(out)
     names = level_paths(out)
     stored_all = bool(storage_of(prov).get("every_chunk_stored"))
@@ -330,7 +333,7 @@ def verify_output(output: str | Path, tasks: TaskMap | None = None,
     return report
 
 
-def verify(output: str | Path, on_damage: Callable[[Damage], None] = lambda d: None
+def verify(output: Location, on_damage: Callable[[Damage], None] = lambda d: None
            ) -> VerifyReport:
     """``pssr-volume verify OUTPUT``: refuse an output another run is writing, then
     :func:`verify_output`.
@@ -340,14 +343,14 @@ def verify(output: str | Path, on_damage: Callable[[Damage], None] = lambda d: N
     PssrError
         A missing output, one being written, or one that is no OME-Zarr image.
     """
-    out = Path(output)
-    if not out.exists():
+    out = output if stores.is_url(output) else Path(output)
+    if not stores.exists(out):
         raise PssrError(f"not found: {output}")
     check_not_leased(out)
     return verify_output(out, on_damage=on_damage)
 
 
-def verify_for_resume(output: Path, tasks: TaskMap, log: Callable[[str], None]) -> bool:
+def verify_for_resume(output: Location, tasks: TaskMap, log: Callable[[str], None]) -> bool:
     """``--resume --verify``, holding the output's lease before any task runs: verify the
     output, then make its journal forget the tasks whose data is damaged or missing (and
     the pyramid tasks above them), and delete the damaged files: the tasks that own them
@@ -368,7 +371,7 @@ def verify_for_resume(output: Path, tasks: TaskMap, log: Callable[[str], None]) 
     else:
         Journal(output).replace(done - redo)
     for d in report.damage:  # only then: a rewrite of a partial edge shard reads the old file
-        (output / d.file).unlink(missing_ok=True)
+        stores.remove(stores.child(output, d.file))
     bad = sum(d.chunks for d in report.damage)
     log(f"verify: {bad} damaged or missing chunk(s) in {len(report.damage)} file(s); "
         f"{len(redo)} task(s) will be redone")

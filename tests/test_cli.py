@@ -194,9 +194,10 @@ def test_resume_with_another_thread_count_is_refused(tmp_path, models, cli):
     assert cli(*args, "--workers", "2", "--resume")[0] == 0
 
 
-@pytest.mark.parametrize("command", ["run", "convert", "crappify"])
-@pytest.mark.parametrize("url", ["s3://bucket/out.ome.zarr", "ftp://host/out.ome.zarr",
-                                 "gs://bucket/x.tif"])
+@pytest.mark.parametrize(("command", "url"), [  # run and convert read and write s3:// and
+    *[(c, "ftp://host/out.ome.zarr") for c in ("run", "convert", "crappify")],  # gs://:
+    ("crappify", "s3://bucket/out.ome.zarr"), ("crappify", "gs://bucket/x.tif"),  # see
+])  # tests/test_object_storage.py
 def test_urls_are_refused_and_never_become_local_folders(tmp_path, cli, monkeypatch, command,
                                                          url):
     monkeypatch.chdir(tmp_path)

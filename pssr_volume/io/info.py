@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 import zarr
-from zarr.storage import LocalStore
 
+from pssr_volume.io import stores
 from pssr_volume.io.inputs import open_input
 from pssr_volume.io.ome_zarr import read_provenance
 from pssr_volume.io.zarr_input import find_ome_parent, is_zarr, level_transform, multiscales
@@ -49,7 +49,7 @@ def volume_info(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _ome_levels(group_path: str) -> dict[str, Any]:
-    group = zarr.open_group(store=LocalStore(group_path, read_only=True), mode="r")
+    group = zarr.open_group(store=stores.zarr_store(group_path, read_only=True), mode="r")
     attrs = group.attrs.asdict()
     ms_list = multiscales(attrs)
     if not ms_list:  # opened through a level path
@@ -63,7 +63,7 @@ def _ome_levels(group_path: str) -> dict[str, Any]:
         where = os.path.join(group_path, str(ds.get("path", "")))
         if not is_zarr(where):
             continue
-        array = zarr.open_array(store=LocalStore(where, read_only=True), mode="r")
+        array = zarr.open_array(store=stores.zarr_store(where, read_only=True), mode="r")
         _, scale, shift, units = level_transform(ms, ds, array.ndim)
         levels.append({
             "path": str(ds.get("path")),

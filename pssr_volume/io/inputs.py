@@ -15,6 +15,9 @@ HDF5 dataset                      ``sample_A.hdf:/volumes/raw``              :mo
 MRC                               ``tomo.mrc``, ``stack.st``, ``vol.rec``    :mod:`.mrc`
 N5 dataset or multiscale group    ``export.n5/setup0/timepoint0/s0``         :mod:`.n5`
 ================================  =========================================  ==============
+
+Zarr, OME-Zarr (a level too, and bioformats2raw roots) and N5 also open at an ``s3://``,
+``gs://`` or ``http(s)://`` URL (:mod:`pssr_volume.urls`); the other formats are local only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import stat
 from pathlib import Path
 
 from pssr_volume.errors import PssrError
+from pssr_volume.io import stores
 from pssr_volume.io.common import error, why
 from pssr_volume.io.tiff import TIFF_SUFFIXES
 from pssr_volume.io.volume import InputVolume, clear_handle_cache
@@ -57,8 +61,11 @@ def split_dataset(text: str) -> tuple[str, str | None]:
     return match.group(1), "/" + match.group(2).strip("/")
 
 
-def input_location(path: str | os.PathLike[str]) -> Path:
-    """The file or folder an input path names (``file.h5:/raw`` -> ``file.h5``)."""
+def input_location(path: str | os.PathLike[str]) -> stores.Location:
+    """The file or folder an input path names (``file.h5:/raw`` -> ``file.h5``); a URL
+    names itself."""
+    if stores.is_url(path):
+        return str(path).rstrip("/")
     text = os.fspath(path)
     if os.path.exists(text):
         return Path(text)
@@ -85,6 +92,8 @@ def open_input(path: str | os.PathLike[str]) -> InputVolume:
     PssrError
         For a missing, unreadable, corrupt or unsupported input (one-line message).
     """
+    if stores.is_url(path):
+        return _open_url(str(path))
     text = os.path.expanduser(os.fspath(path))
     dataset = None
     if not os.path.exists(text):
@@ -112,6 +121,38 @@ def open_input(path: str | os.PathLike[str]) -> InputVolume:
         raise error(f"Permission denied while reading {exc.filename or p}.") from exc
     except Exception as exc:
         raise error(f"Could not open {p}: {why(exc)}") from exc
+
+
+def _open_url(text: str) -> InputVolume:
+    """A Zarr, OME-Zarr or N5 input at an object-storage or HTTP URL."""
+    from pssr_volume.io.n5 import is_n5, open_n5
+    from pssr_volume.io.zarr_input import is_zarr, open_zarr
+    from pssr_volume.urls import check_url
+
+    try:
+        url = str(check_url(text))
+    except ValueError as e:
+        raise error(str(e)) from None
+    try:
+        with stores.remote_errors(url, "input not found"):
+            # one request first (S3, GCS): a missing input or an unreachable store is then
+            # one line at once; HTTP has no folders to ask for, only the files below
+            found = url.startswith(("http://", "https://")) or stores.exists(url)
+            if not found:
+                raise error(f"input not found: {url}")
+            if is_zarr(url):
+                return open_zarr(url)
+            if is_n5(url):
+                return open_n5(url)
+            found = stores.exists(url)
+    except PssrError:
+        raise
+    except Exception as exc:
+        raise error(f"Could not open {url}: {why(exc)}") from exc
+    if not found:
+        raise error(f"input not found: {url}")
+    raise error(f"Input {url} is no Zarr array, OME-Zarr image or N5 dataset (no zarr.json, "
+                ".zarray, .zgroup or attributes.json there); at a URL only these are read.")
 
 
 _SPECIAL_KINDS = (

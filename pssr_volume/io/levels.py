@@ -12,6 +12,10 @@ Writes store every chunk, also one whose voxels all equal the fill value (tensor
 those by default): in a finished output a missing chunk is then always damage, which
 ``pssr-volume verify`` reports. For verification, :func:`check_region` reads a region with
 missing chunks as errors instead of fill values.
+
+An output at an ``s3://`` or ``gs://`` URL is read and written through tensorstore's kvstore
+driver of that store (:func:`pssr_volume.urls.kvstore_spec`); a handle is then keyed by the
+version (ETag) of the level's metadata object instead of the file's identity.
 """
 
 from __future__ import annotations
@@ -25,29 +29,60 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
+from pssr_volume.filesystems import filesystem, fs_path
+from pssr_volume.io import stores
+from pssr_volume.urls import is_url, kvstore_spec
+
 Box = tuple[tuple[int, int], ...]
 
 
-def _metadata(path: str, level: str) -> Path:
+def _metadata(path: str, level: str) -> Path | str:
+    if is_url(path):
+        return _metadata_url(path, level)[0]
     folder = Path(path) / level
     v3 = folder / "zarr.json"
     return v3 if v3.is_file() else folder / ".zarray"
 
 
-def _handle(path: str, level: str, write: bool) -> ts.TensorStore:
+def _metadata_url(path: str, level: str) -> tuple[str, str]:
+    """The metadata object of a level at a URL, and its version."""
+    fs = filesystem(path)
+    with stores.remote_errors(path):
+        for name in ("zarr.json", ".zarray"):
+            url = str(stores.child(path, level, name))
+            try:
+                info = fs.info(fs_path(url))
+            except FileNotFoundError:
+                continue
+            return url, str(info.get("ETag") or info.get("generation") or info.get("size"))
+    raise FileNotFoundError(f"no zarr array at {stores.child(path, level)}")
+
+
+def _identity(path: str, level: str) -> tuple[str, int | str, int]:
     # The metadata file's identity is part of the key: an output deleted and created
     # again at the same path (--overwrite) is never written through a stale handle.
+    if is_url(path):
+        url, version = _metadata_url(path, level)
+        return url, version, 0
     meta = _metadata(path, level)
-    st = meta.stat()
-    return _open(str(meta), write, st.st_mtime_ns, st.st_size)
+    st = Path(meta).stat()
+    return str(meta), st.st_mtime_ns, st.st_size
+
+
+def _handle(path: str, level: str, write: bool) -> ts.TensorStore:
+    meta, version, size = _identity(path, level)
+    return _open(meta, write, version, size)
+
+
+def _folder_spec(meta: str) -> dict:
+    return kvstore_spec(meta.rpartition("/")[0] if is_url(meta) else str(Path(meta).parent))
 
 
 @functools.lru_cache(maxsize=64)
-def _open(meta: str, write: bool, mtime_ns: int, size: int) -> ts.TensorStore:
-    del mtime_ns, size  # cache key only
-    folder = Path(meta).parent
+def _open(meta: str, write: bool, version: int | str, size: int) -> ts.TensorStore:
+    del version, size  # cache key only
     driver = "zarr3" if meta.endswith("zarr.json") else "zarr"
-    spec: dict = {"driver": driver, "kvstore": {"driver": "file", "path": str(folder)}}
+    spec: dict = {"driver": driver, "kvstore": _folder_spec(meta)}
     if write:
         spec["store_data_equal_to_fill_value"] = True  # every chunk exists (see above)
     return ts.open(spec, open=True, read=True, write=write).result()
@@ -102,8 +137,8 @@ class LevelLayout:
 def level_layout(path: str | Path, level: str) -> LevelLayout:
     """Read a level's zarr metadata (v3 ``zarr.json`` or v2 ``.zarray``)."""
     meta = _metadata(str(path), level)
-    d = json.loads(meta.read_text())
-    if meta.name == "zarr.json":
+    d = json.loads(stores.read_bytes(meta))
+    if str(meta).endswith("zarr.json"):
         outer = tuple(d["chunk_grid"]["configuration"]["chunk_shape"])
         codecs = d.get("codecs") or [{}]
         enc = d.get("chunk_key_encoding", {"name": "default"})
@@ -119,11 +154,10 @@ def level_layout(path: str | Path, level: str) -> LevelLayout:
 
 
 @functools.lru_cache(maxsize=64)
-def _checker(meta: str, strict: bool, mtime_ns: int) -> ts.TensorStore:
-    del mtime_ns  # cache key only
-    folder = Path(meta).parent
+def _checker(meta: str, strict: bool, version: int | str) -> ts.TensorStore:
+    del version  # cache key only
     driver = "zarr3" if meta.endswith("zarr.json") else "zarr"
-    spec = {"driver": driver, "kvstore": {"driver": "file", "path": str(folder)},
+    spec = {"driver": driver, "kvstore": _folder_spec(meta),
             "fill_missing_data_reads": not strict}
     return ts.open(spec, open=True, read=True).result()
 
@@ -132,9 +166,9 @@ def check_region(path: str | Path, level: str, region: Box, strict: bool) -> str
     """Read ``region`` of a level and discard it: ``None`` when every chunk in it decodes
     (and its checksum matches), else tensorstore's error. With ``strict``, a missing chunk
     is an error too (``NOT_FOUND ... is missing``); otherwise it reads as the fill value."""
-    meta = _metadata(str(path), level)
+    meta, version, _ = _identity(str(path), level)
     try:
-        store = _checker(str(meta), strict, meta.stat().st_mtime_ns)
+        store = _checker(meta, strict, version)
         store[_index(region)].read().result()
     except (ValueError, OSError) as e:  # tensorstore reports decode errors as ValueError
         return str(e)

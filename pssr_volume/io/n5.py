@@ -14,6 +14,10 @@ Voxel size and translation:
   (Paintera; nm unless a ``unit`` attribute says otherwise), times the dataset's
   ``downsamplingFactors`` when found on a parent. Paintera's ``offset`` ``[x, y, z]``
   beside it (same unit) is the translation of s0; a level adds ``(f - 1) / 2`` s0 voxels.
+
+An N5 at an ``s3://``, ``gs://`` or ``http(s)://`` URL is read through tensorstore's kvstore
+of that store; its attributes are read as there, but no BigDataViewer XML is looked for
+beside it (that needs a folder listing).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pssr_volume.io import stores
 from pssr_volume.io.bdv import N5Resolution, bdv_geometry, find_view, layout
 from pssr_volume.io.common import (
     Position,
@@ -38,13 +43,17 @@ from pssr_volume.io.common import (
     why,
 )
 from pssr_volume.io.volume import InputVolume
+from pssr_volume.urls import kvstore_spec
 
 ATTRIBUTES = "attributes.json"
 
 
 def is_n5(path: str) -> bool:
     """Whether the folder `path` looks like an N5 container, group or dataset: it or
-    its ``s0`` has an ``attributes.json``, or it lies in a folder named ``*.n5``."""
+    its ``s0`` has an ``attributes.json``, or it lies in a folder named ``*.n5``. At a URL:
+    it or its ``s0`` has an ``attributes.json``."""
+    if stores.is_url(path):
+        return any(stores.is_file(stores.child(path, *p, ATTRIBUTES)) for p in ((), ("s0",)))
     if any(os.path.isfile(os.path.join(path, *p, ATTRIBUTES)) for p in ((), ("s0",))):
         return True
     parts = os.path.normpath(path).split(os.sep)
@@ -52,6 +61,8 @@ def is_n5(path: str) -> bool:
 
 
 def _attrs(path: str) -> dict[str, Any]:
+    if stores.is_url(path):
+        return _url_attrs(path)
     file = os.path.join(path, ATTRIBUTES)
     if not os.path.isfile(file):
         return {}
@@ -63,12 +74,25 @@ def _attrs(path: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _url_attrs(path: str) -> dict[str, Any]:
+    file = stores.child(path, ATTRIBUTES)
+    try:
+        value = json.loads(stores.read_bytes(file))
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise error(f"N5 attributes {file} cannot be read: {why(exc)}") from exc
+    return value if isinstance(value, dict) else {}
+
+
 def _is_dataset(attrs: Mapping[str, Any]) -> bool:
     return "dimensions" in attrs and "dataType" in attrs
 
 
 def _datasets_below(path: str, depth: int = 3) -> list[str]:
     found: list[str] = []
+    if stores.is_url(path):  # no listing over HTTP: name none
+        return found
     for root, dirs, _ in os.walk(path):
         rel = os.path.relpath(root, path)
         if rel != "." and _is_dataset(_attrs(root)):
@@ -114,7 +138,7 @@ def open_n5(path: str) -> InputVolume:
 def _open_store(where: str) -> Any:
     import tensorstore as ts
 
-    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": where}}
+    spec = {"driver": "n5", "kvstore": kvstore_spec(where)}
     try:
         return ts.open(spec, read=True, open=True).result()
     except Exception as exc:
@@ -151,6 +175,12 @@ def _find_resolution(where: str) -> tuple[N5Resolution, Mapping[str, Any], list[
             return N5Resolution(node, values, unit), attrs, scale
         if "n5" in attrs or levels_up >= 3:
             return None
+        if stores.is_url(node):
+            up = stores.parent(node)
+            if up is None or not stores.is_file(stores.child(up, ATTRIBUTES)):
+                return None
+            node, levels_up = str(up), levels_up + 1
+            continue
         parent = os.path.dirname(node)
         if parent == node or not os.path.isfile(os.path.join(parent, ATTRIBUTES)):
             return None
@@ -160,7 +190,7 @@ def _find_resolution(where: str) -> tuple[N5Resolution, Mapping[str, Any], list[
 def _geometry(where: str, nz: int, notes: list[str]) -> tuple[VoxelSize | None, Position | None]:
     found = _find_resolution(where)
     attr = None if found is None else found[0]
-    view = find_view(where)
+    view = None if stores.is_url(where) else find_view(where)
     if view is not None and view.size is not None:
         setup_group = os.path.dirname(os.path.dirname(os.path.normpath(where)))
         setup = _attrs(setup_group).get("downsamplingFactors")

@@ -14,6 +14,9 @@ the state folder ``.pssr-volume``) from before the store is created or reused un
 finished; :func:`check_output` and :func:`remove_output` refuse an output whose lease another
 live process holds, and the state folder never counts as content of the output.
 
+An output may be a local folder or an ``s3://`` / ``gs://`` URL (:mod:`pssr_volume.io.stores`):
+the same checks, lease and journal hold there (:mod:`pssr_volume.objects`).
+
 Every chunk carries a checksum (NGFF 0.5: the ``crc32c`` codec after zstd; a shard's index
 has its own crc32c) and every chunk is stored, also one equal to the fill value
 (:mod:`pssr_volume.io.levels`), so ``pssr-volume verify`` can tell a damaged or missing
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -38,36 +40,46 @@ from ome_zarr.writer import write_multiscales_metadata
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from pssr_volume.errors import PssrError
+from pssr_volume.io import stores
+from pssr_volume.io.stores import Location
 from pssr_volume.journal import STATE_DIR, Journal
 from pssr_volume.lease import check_not_leased, held_token
 from pssr_volume.pyramid import Level
+from pssr_volume.urls import contains, is_url
 
 PROVENANCE_KEY = "pssr_volume"
 STORAGE_KEY = "storage"  # provenance: how chunks are stored (what verify may expect)
 AXES = [{"name": n, "type": "space", "unit": "nanometer"} for n in ("z", "y", "x")]
 
 
-def is_zarr_store(path: Path) -> bool:
+def is_zarr_store(path: Location) -> bool:
     """Whether ``path`` holds zarr group or array metadata (v2 or v3)."""
-    return any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray"))
+    return any(stores.is_file(stores.child(path, name))
+               for name in ("zarr.json", ".zgroup", ".zarray"))
 
 
 def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_paths(input_path: Path, output: Path) -> None:
+def check_paths(input_path: Location, output: Location) -> None:
     """Refuse an output that is, lies inside, or contains the input."""
-    i, o = input_path.resolve(), output.resolve()
-    if i == o:
+    if is_url(input_path) or is_url(output):
+        i_url, o_url = str(input_path).rstrip("/"), str(output).rstrip("/")
+        same, o_in_i, i_in_o = (i_url == o_url, contains(i_url, o_url),
+                                contains(o_url, i_url))
+    else:
+        i, o = Path(input_path).resolve(), Path(output).resolve()
+        same, o_in_i, i_in_o = i == o, _is_within(o, i), _is_within(i, o)
+    if same:
         raise PssrError(f"output {output} is the input; choose another output path")
-    if _is_within(o, i):
+    if o_in_i:
         raise PssrError(f"output {output} lies inside the input {input_path}")
-    if _is_within(i, o):
+    if i_in_o:
         raise PssrError(f"output {output} contains the input {input_path}")
 
 
-def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int, int, int],
+def create_output(path: Location, levels: tuple[Level, ...], chunk: tuple[int, int, int],
                   dtype: str, ngff_version: str = "0.5", compression_level: int = 1,
                   name: str = "restored", provenance: dict[str, Any] | None = None,
                   shards: tuple[tuple[int, int, int], ...] | None = None,
@@ -80,13 +92,12 @@ def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int,
     shape: one file per shard instead of one per chunk. ``provenance`` goes into
     the group attributes under ``"pssr_volume"``.
     """
-    path = Path(path)
     v3 = ngff_version == "0.5"
     if shards is not None and not v3:
         raise PssrError("sharding needs NGFF 0.5 (zarr v3); NGFF 0.4 outputs are unsharded")
     # an output folder that holds only our state folder (the lease) is new: "a" creates it
-    fresh = path.is_dir() and not _contents(path)
-    group = zarr.open_group(str(path), mode="a" if fresh else "w-", zarr_format=3 if v3 else 2)
+    fresh = stores.is_dir(path) and not _contents(path)
+    group = _group(path, "a" if fresh else "w-", zarr_format=3 if v3 else 2)
     for k, lv in enumerate(levels):
         if v3:
             group.create_array(
@@ -120,10 +131,19 @@ def create_output(path: str | Path, levels: tuple[Level, ...], chunk: tuple[int,
                                                              STORAGE_KEY: storage}))
 
 
-def read_provenance(path: str | Path) -> dict[str, Any] | None:
+def _group(path: Location, mode: str, **kwargs: Any) -> zarr.Group:
+    """The zarr group at ``path``: a local folder (as before) or a URL's FsspecStore."""
+    if not is_url(path):
+        return zarr.open_group(str(path), mode=mode, **kwargs)  # type: ignore[arg-type]
+    with stores.remote_errors(str(path), None):
+        store = stores.zarr_store(path, read_only=mode == "r")
+        return zarr.open_group(store=store, mode=mode, **kwargs)  # type: ignore[arg-type]
+
+
+def read_provenance(path: Location) -> dict[str, Any] | None:
     """The ``pssr_volume`` attributes of an output, or ``None`` if it has none."""
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = _group(path, "r")
     except (FileNotFoundError, ValueError, TypeError, zarr.errors.NodeTypeValidationError,
             zarr.errors.GroupNotFoundError):
         return None
@@ -131,7 +151,7 @@ def read_provenance(path: str | Path) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
-def level_paths(path: str | Path) -> list[str]:
+def level_paths(path: Location) -> list[str]:
     """The array paths of an OME-Zarr image's levels, highest resolution first (from its
     multiscales metadata, NGFF 0.4 or 0.5).
 
@@ -143,7 +163,7 @@ def level_paths(path: str | Path) -> list[str]:
     from pssr_volume.io.zarr_input import multiscales
 
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = _group(path, "r")
     except (FileNotFoundError, ValueError, TypeError, zarr.errors.NodeTypeValidationError,
             zarr.errors.GroupNotFoundError):
         raise PssrError(f"{path} is not an OME-Zarr image (no Zarr group there)") from None
@@ -155,48 +175,45 @@ def level_paths(path: str | Path) -> list[str]:
     return paths
 
 
-def update_provenance(path: str | Path, **updates: Any) -> None:
+def update_provenance(path: Location, **updates: Any) -> None:
     """Merge ``updates`` into the output's ``pssr_volume`` attributes (driver only)."""
-    group = zarr.open_group(str(path), mode="r+")
+    group = _group(path, "r+")
     current = dict(cast(dict[str, Any], group.attrs.get(PROVENANCE_KEY, {})))  # written as a dict
     current.update(json.loads(json.dumps(updates)))
     group.attrs[PROVENANCE_KEY] = current
 
 
-def _is_pssr_output(path: Path) -> bool:
+def _is_pssr_output(path: Location) -> bool:
     return read_provenance(path) is not None
 
 
-def _contents(path: Path) -> list[Path]:
+def _contents(path: Location) -> list[str]:
     """What a folder holds, apart from our state folder (journal, lease)."""
-    return [p for p in path.iterdir() if p.name != STATE_DIR]
+    return stores.contents(path, skip=STATE_DIR)
 
 
-def remove_output(path: Path) -> None:
+def remove_output(path: Location) -> None:
     """Delete an existing output for ``--overwrite``: only a pssr-volume output (a Zarr
     store with its provenance) or an empty directory is ever deleted, and never one whose
     lease another live process holds. The lease this process holds on it is kept."""
     check_not_leased(path)
     if _deletable(path):
         if held_token(path) is None:
-            shutil.rmtree(path)
+            stores.remove_tree(path)
             return
-        for p in _contents(path):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+        for name in _contents(path):
+            stores.remove_tree(stores.child(path, name))
         Journal(path).remove()  # the old run's journal; our lease stays
         return
     raise PssrError(f"refusing to delete {path}: it is {_what(path, 'not a Zarr store')}")
 
 
-def _deletable(path: Path) -> bool:
+def _deletable(path: Location) -> bool:
     """Only a pssr-volume output or an empty folder (but for our state) is ever deleted."""
-    return path.is_dir() and (not _contents(path) or _is_pssr_output(path))
+    return stores.is_dir(path) and (not _contents(path) or _is_pssr_output(path))
 
 
-def _what(path: Path, otherwise: str) -> str:
+def _what(path: Location, otherwise: str) -> str:
     return "a Zarr store written by another tool" if is_zarr_store(path) else otherwise
 
 
@@ -205,7 +222,7 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
-def check_output(path: Path, *, resume: bool, overwrite: bool, fingerprint: str,
+def check_output(path: Location, *, resume: bool, overwrite: bool, fingerprint: str,
                  settings: dict[str, Any], hint: str = "--resume to finish it or --overwrite "
                  "to replace it") -> bool:
     """Refuse an existing output unless ``resume`` (same fingerprint) or ``overwrite``.
@@ -215,10 +232,10 @@ def check_output(path: Path, *, resume: bool, overwrite: bool, fingerprint: str,
     is left to do then. An output another live process holds the lease of is refused,
     whatever the flags (``--overwrite`` included).
     """
-    if not path.exists():
+    if not stores.exists(path):
         return False
     check_not_leased(path)
-    if path.is_dir() and not _contents(path):  # empty but for a lease: new, also on resume
+    if stores.is_dir(path) and not _contents(path):  # empty but for a lease: new, also on resume
         return False
     if overwrite:
         if not _deletable(path):
@@ -250,20 +267,20 @@ class OutputLayout:
     downsample: str = "mean"
 
 
-def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
+def open_output(path: Location, layout: OutputLayout, provenance: dict[str, Any],
                 overwrite: bool = False) -> dict[str, Any] | None:
     """Create the output store, after removing the old one for ``overwrite``; or, when it
     exists with provenance (a resume that :func:`check_output` allowed), leave it as it is.
 
     Returns the provenance of the first run when resuming, else ``None``.
     """
-    if overwrite and path.exists():
+    if overwrite and stores.exists(path):
         remove_output(path)
     prov = read_provenance(path)
     if prov is not None:
         return prov
-    if path.is_dir() and not _contents(path) and held_token(path) is None:
-        shutil.rmtree(path)  # an empty directory (anything else was refused by check_output)
+    if stores.is_dir(path) and not _contents(path) and held_token(path) is None:
+        stores.remove_tree(path)  # an empty directory (anything else was refused by check_output)
     Journal(path).remove()  # a new store: no journal of an earlier store may count
     create_output(path, layout.levels, layout.chunk, layout.dtype, layout.ngff_version,
                   layout.compression_level, name=layout.name,
@@ -272,7 +289,7 @@ def open_output(path: Path, layout: OutputLayout, provenance: dict[str, Any],
     return None
 
 
-def complete_output(path: Path) -> None:
+def complete_output(path: Location) -> None:
     """Mark an output finished in its provenance, then delete its journal (no folder of
     ours is left inside a finished output once its lease is released too)."""
     update_provenance(path, status="complete",
@@ -280,7 +297,7 @@ def complete_output(path: Path) -> None:
     Journal(path).remove()
 
 
-def reopen_output(path: Path, done: set[str]) -> None:
+def reopen_output(path: Location, done: set[str]) -> None:
     """Make a finished (or interrupted) output resumable with only the tasks ``done``
     counted as done: ``--resume --verify`` after damage was found. The status goes back
     to ``running`` first, then the journal is replaced: a crash in between leaves an

@@ -11,6 +11,9 @@ attribute and its translation from ``offset`` (z, y, x in nm, as funlib, daisy a
 CREMI-style tools store them; a ``unit`` or funlib ``units`` attribute overrides
 nm). funlib.persistence writes ``offset`` as an OME-Zarr ``translation`` unchanged,
 so both name the same point.
+
+Any of these may lie at an ``s3://``, ``gs://`` or ``http(s)://`` URL (read through zarr's
+``FsspecStore``, :mod:`pssr_volume.io.stores`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from dataclasses import replace
 from typing import Any
 
 import zarr
-from zarr.storage import LocalStore
 
+from pssr_volume.io import stores
 from pssr_volume.io.common import (
     ArrayHandle,
     Position,
@@ -47,12 +50,14 @@ ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
 
 def is_zarr(path: str) -> bool:
     """Whether the folder `path` holds zarr (v2 or v3) metadata."""
+    if stores.is_url(path):
+        return any(stores.is_file(stores.child(path, m)) for m in ZARR_MARKERS)
     return any(os.path.exists(os.path.join(path, m)) for m in ZARR_MARKERS)
 
 
 def zarr_open(path: str) -> zarr.Array | zarr.Group:
     """Open a zarr array or group read-only."""
-    return zarr.open(store=LocalStore(path, read_only=True), mode="r")
+    return zarr.open(store=stores.zarr_store(path, read_only=True), mode="r")
 
 
 def open_zarr(path: str) -> InputVolume:
@@ -202,16 +207,18 @@ def find_ome_parent(path: str) -> tuple[str, str, Mapping[str, Any], Mapping[str
 
     Returns ``(group path, level path, multiscale, dataset)`` or None.
     """
-    parent = path
+    parent: str | None = path
     for _ in range(3):
-        parent = os.path.dirname(parent)
-        if not is_zarr(parent):
+        up = stores.parent(parent) if parent is not None else None
+        parent = None if up is None else str(up)
+        if parent is None or not is_zarr(parent):
             continue
         try:
-            group = zarr.open_group(store=LocalStore(parent, read_only=True), mode="r")
+            group = zarr.open_group(store=stores.zarr_store(parent, read_only=True), mode="r")
         except Exception:
             continue
-        rel = os.path.relpath(path, parent).replace(os.sep, "/")
+        rel = (path[len(parent):].strip("/") if stores.is_url(path)
+               else os.path.relpath(path, parent).replace(os.sep, "/"))
         for ms in multiscales(group.attrs.asdict()):
             for dataset in ms.get("datasets") or []:
                 if str(dataset.get("path", "")).strip("/") == rel:

@@ -1,0 +1,106 @@
+"""The fsspec file systems of object-storage URLs, and their errors as one line.
+
+One file system per scheme and environment, per process (s3fs, gcsfs, fsspec's aiohttp
+HTTP), with no listing cache (other processes write the same output), short connection
+timeouts and few retries: an unreachable endpoint fails within seconds, as one line
+(:func:`remote_errors`). Credentials and endpoints come from the environment only (see
+:mod:`pssr_volume.urls`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from pssr_volume.errors import PssrError
+from pssr_volume.urls import split
+
+CONNECT_TIMEOUT_S = 5
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """fsspec options for the file system of ``url``: no listing cache (other processes
+    write), short connect timeouts and few retries."""
+    scheme = split(url)[0]
+    if scheme == "s3":
+        opts: dict[str, Any] = {
+            "use_listings_cache": False,
+            "config_kwargs": {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": 60,
+                              "retries": {"max_attempts": 2, "mode": "standard"}}}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:  # s3fs reads it too; named here, it keys fsspec's instance cache
+            opts["endpoint_url"] = endpoint
+        return opts
+    if scheme == "gs":
+        return {"timeout": 60, "retries": 3}
+    import aiohttp
+
+    return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(
+        total=300, sock_connect=CONNECT_TIMEOUT_S)}}
+
+
+@functools.lru_cache(maxsize=8)
+def _filesystem(scheme: str, environment: tuple[str | None, ...]) -> Any:
+    del environment  # cache key only: a new endpoint or key makes a new file system
+    import fsspec
+
+    protocol = {"gs": "gcs"}.get(scheme, scheme)
+    if scheme == "gs":
+        try:
+            import gcsfs  # noqa: F401
+        except ImportError:
+            raise PssrError("gs:// URLs need the gcsfs package: pip install gcsfs") from None
+    fs = fsspec.filesystem(protocol, skip_instance_cache=True,
+                           **storage_options(f"{scheme}://x"))
+    if scheme == "s3":
+        fs.retries = 3  # s3fs's own retries around botocore's (5 by default): fail sooner
+    return fs
+
+
+_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_REGION",
+                "AWS_DEFAULT_REGION", "AWS_PROFILE", "STORAGE_EMULATOR_HOST",
+                "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def filesystem(url: str) -> Any:
+    """The fsspec file system of ``url`` (one per scheme and environment, per process)."""
+    return _filesystem(split(url)[0], tuple(os.environ.get(k) for k in _ENVIRONMENT))
+
+
+def fs_path(url: str) -> str:
+    """What the file system of ``url`` calls it: ``bucket/key`` (S3, GCS) or the URL."""
+    scheme, bucket, key = split(url)
+    return url if scheme in ("http", "https") else f"{bucket}/{key}".rstrip("/")
+
+
+@contextlib.contextmanager
+def remote_errors(url: str, what: str | None = "not found") -> Iterator[None]:
+    """Turn a file system's error for ``url`` into one :class:`PssrError` line: ``what``
+    (not found; with ``None`` a FileNotFoundError passes), access denied, or unreachable.
+    A :class:`PssrError` passes unchanged."""
+    try:
+        yield
+    except PssrError:
+        raise
+    except FileNotFoundError:
+        if what is None:
+            raise
+        raise PssrError(f"{what}: {url}") from None
+    except PermissionError:
+        raise PssrError(f"access denied to {url} (check the credentials in the "
+                        "environment)") from None
+    except Exception as e:
+        if not _is_connection_error(e):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        raise PssrError(f"cannot reach {url}: {text[:300]}") from None
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    """An error of the network or the store's client (not of the data read)."""
+    module = type(e).__module__.split(".")[0]
+    return isinstance(e, OSError | TimeoutError) or module in (
+        "botocore", "aiobotocore", "aiohttp", "google", "gcsfs", "s3fs", "fsspec")
