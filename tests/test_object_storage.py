@@ -183,6 +183,13 @@ def _inputs(tmp_path: Path, vol: np.ndarray) -> Path:
                                "dataType": "uint8", "compression": {"type": "gzip"}}},
                  create=True).result()
     n5.T.write(vol).result()
+    b2r = zarr.open_group(str(root / "b2r.zarr"), mode="w", zarr_format=2)
+    b2r.attrs["bioformats2raw.layout"] = 3
+    for f in (root / "img.ome.zarr").rglob("*"):  # its image "0": the OME-Zarr above
+        if f.is_file():
+            to = root / "b2r.zarr" / "0" / f.relative_to(root / "img.ome.zarr")
+            to.parent.mkdir(parents=True, exist_ok=True)
+            to.write_bytes(f.read_bytes())
     return root
 
 
@@ -198,7 +205,7 @@ def test_inputs_at_s3_and_http_equal_the_local_inputs(tmp_path, models, s3, serv
             (upload_to / f.relative_to(root)).write_bytes(f.read_bytes())
     args = ["--model", models["pointwise"], "--block-shape", "1,64,64", "--chunk-shape",
             "1,32,32", "--levels", "1", *ARGS]
-    for name in ("img.ome.zarr", "img.ome.zarr/0", "plain.zarr", "v.n5"):
+    for name in ("img.ome.zarr", "img.ome.zarr/0", "plain.zarr", "v.n5", "b2r.zarr"):
         local = tmp_path / f"local-{name.replace('/', '_')}"
         ok(cli, "run", root / name, local, *args)
         expected = level_bytes(local)
