@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from pssr_volume.noise import estimate_noise
+from pssr_volume.noise import NoiseModel, estimate_noise
 
 BASELINES = ("bilinear", "bicubic", "spline3", "bm3d+bicubic")
 
@@ -52,7 +52,10 @@ def bm3d_sigma(lr: np.ndarray) -> dict[str, float]:
     lo, hi = (float(v) for v in np.percentile(x, [0.1, 99.9]))
     span = hi - lo if hi > lo else 1.0
     unit = ((x - lo) / span).astype(np.float32)
-    model = estimate_noise(list(unit))
+    try:
+        model = estimate_noise(list(unit))
+    except ValueError:  # sections under 11 x 11 pixels: no estimate, so no denoising
+        model = NoiseModel(0.0, 0.0)
     level = float(np.median(unit))
     sigma_unit = math.sqrt(max(model.a + model.b * level, 0.0))
     return {"sigma": sigma_unit * span, "a": model.a, "b": model.b, "at_intensity": level}
