@@ -26,7 +26,7 @@ from pssr_volume.config import (
     RunConfig,
     TrainConfig,
 )
-from pssr_volume.errors import PssrError, first_line
+from pssr_volume.errors import PssrError, first_line, kept
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -438,8 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="pssr-volume", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        _echo("Error: interrupted (finished blocks are kept; rerun with --resume)")
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+        cause = e.__cause__ if isinstance(e, click.exceptions.Abort) and e.__cause__ else e
+        if getattr(cause, "blocks_kept", None) is None:  # not while blocks were written
+            _echo("Error: interrupted")
+        else:
+            _echo(f"Error: interrupted ({kept(cause)}; rerun with --resume)")
         return 130
     except click.ClickException as e:
         _echo(f"Error: {e.format_message()}")

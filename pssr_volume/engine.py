@@ -186,6 +186,15 @@ class _NoProgress:
         pass
 
 
+def _blocks_recorded(job: Job, stats: RunStats) -> int:
+    """Blocks the journal records as done: workers may have finished blocks whose results
+    the driver has not yet received (what an interrupted run keeps)."""
+    try:
+        return sum(k.startswith("block ") for k in Journal(job.output).done())
+    except Exception:  # the journal unreadable now: what the driver saw, a lower bound
+        return stats.blocks_skipped + stats.blocks_done
+
+
 def execute(job: Job, executor: Executor, progress: Progress | None = None) -> RunStats:
     """Run every unfinished task of ``job`` on ``executor``.
 
@@ -243,7 +252,12 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
                                            key=f"pyramid-{run}-{st.first}-{region}"),
                            f"pyramid level {st.first} at {_fmt_index(tuple(a for a, _ in region))}")
             window.finish()
-    except TaskFailed as e:
+    except BaseException as e:
+        if not isinstance(e, Exception):  # Ctrl-C, SIGTERM: tell the handler what is kept
+            e.blocks_kept = (_blocks_recorded(job, stats),  # type: ignore[attr-defined]
+                             stats.blocks_total)
+        if not isinstance(e, TaskFailed):
+            raise
         done_now = stats.blocks_skipped + stats.blocks_done
         if isinstance(e.error, PssrError) and not isinstance(e.error, RunFailed):
             raise PssrError(  # the input (or output) is at fault, not the run: exit 2

@@ -29,3 +29,15 @@ def first_line(e: BaseException) -> str:
 def note_line(note: str) -> str:
     """How a plan's note is printed: warnings as they are, other notes as ``note: ...``."""
     return note if note.startswith("warning") else f"note: {note}"
+
+
+def kept(e: BaseException) -> str:
+    """What an interrupted run keeps, from the block counts the engine attached to the
+    interrupting exception (``blocks_kept``): for the one-line message."""
+    counts = getattr(e, "blocks_kept", None)
+    if counts is None:
+        return "blocks finished so far are kept"
+    done, total = counts
+    if done == 0:
+        return f"no block of {total} was finished yet"
+    return f"{done} of {total} blocks are done and kept"

@@ -60,8 +60,15 @@ def test_errors_name_the_log_and_ctrl_c_is_one_line(tmp_path):
     with pytest.raises(Interrupted) as caught, logs_to(log):
         raise KeyboardInterrupt
     assert caught.value.exit_code == 130
-    assert str(caught.value) == ("interrupted (finished blocks are kept; rerun with --resume; "
-                                 f"logs: {log})")
+    assert str(caught.value) == ("interrupted (blocks finished so far are kept; rerun with "
+                                 f"--resume; logs: {log})")
+    for counts, said in (((0, 5), "no block of 5 was finished yet"),
+                         ((2, 5), "2 of 5 blocks are done and kept")):
+        with pytest.raises(Interrupted) as caught, logs_to(log):
+            stop = KeyboardInterrupt()
+            stop.blocks_kept = counts  # what the engine attaches
+            raise stop
+        assert str(caught.value) == f"interrupted ({said}; rerun with --resume; logs: {log})"
     with pytest.raises(PssrError, match="cannot write the log file"), \
             logs_to(tmp_path / "no" / "such" / "folder.log"):
         pass
@@ -93,11 +100,12 @@ def test_a_stopped_run_prints_one_error_line_naming_the_log(tmp_path, models, si
     assert len(lines) <= len(SUMMARY), err
     if sig == "SIGINT":
         assert proc.returncode == 130
-        assert errors[0] == ("Error: interrupted (finished blocks are kept; rerun with --resume; "
-                             f"logs: {log})")
+        assert re.fullmatch(rf"Error: interrupted \((\d+) of 128 blocks are done and kept; rerun "
+                            rf"with --resume; logs: {re.escape(str(log))}\)", errors[0]), err
     else:
         assert proc.returncode == 1
-        assert errors[0] == ("Error: terminated by SIGTERM (job cancelled or out of time): "
-                             f"finished blocks are kept; rerun with --resume (logs: {log})")
+        assert re.fullmatch(r"Error: terminated by SIGTERM \(job cancelled or out of time\): "
+                            r"\d+ of 128 blocks are done and kept; rerun with --resume "
+                            rf"\(logs: {re.escape(str(log))}\)", errors[0]), err
     assert log.is_file() and log.read_text().startswith("--- ")
     assert not (out / ".pssr-volume" / "lease.json").exists()  # released on the way out

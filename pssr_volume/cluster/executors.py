@@ -61,7 +61,7 @@ from pssr_volume.cluster.scheduler import (
 from pssr_volume.cluster.slurm import _require_sbatch, start_slurm
 from pssr_volume.config import ExecutionConfig
 from pssr_volume.device import choose_device, gpu_count
-from pssr_volume.errors import PssrError, RunFailed, first_line
+from pssr_volume.errors import PssrError, RunFailed, first_line, kept
 
 CUDA_EXTRA_HINT = 'pip install "pssr-volume[cuda]"'
 
@@ -300,8 +300,8 @@ def _sigterm_stops_cleanly() -> Iterator[None]:
     try:
         yield
     except _Terminated as e:
-        raise RunFailed("terminated by SIGTERM (job cancelled or out of time): finished blocks "
-                        "are kept; rerun with --resume") from e
+        raise RunFailed(f"terminated by SIGTERM (job cancelled or out of time): {kept(e)}; "
+                        "rerun with --resume") from e
     finally:
         if signal.getsignal(signal.SIGTERM) is handler:
             signal.signal(signal.SIGTERM, previous)

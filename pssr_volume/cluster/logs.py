@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pssr_volume.errors import PssrError, RunFailed
+from pssr_volume.errors import PssrError, RunFailed, kept
 
 __all__ = ["Interrupted", "logs_to", "worker_log_path"]
 
@@ -91,9 +91,9 @@ def logs_to(path: Path | None) -> Iterator[None]:
         if e.args:
             e.args = (f"{e.args[0]} (logs: {path})", *e.args[1:])
         raise
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted (finished blocks are kept; rerun with --resume; "
-                          f"logs: {path})") from None
+    except KeyboardInterrupt as e:
+        raise Interrupted(f"interrupted ({kept(e)}; rerun with --resume; logs: {path})"
+                          ) from None
     finally:
         _flush(sys.__stderr__, terminal)
         # A failed run of the command line ends the process right after its one line; the

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Training of the bundled models (pssr_volume/models/), on the training folders only. On a
+# 2-core CPU with native bf16 the two run side by side, one thread each.
+#
+#   bash docs/train_bundled.sh iso      # pssr-em-x4-iso: 3 sections in, FIB-SEM (10 nm)
+#   bash docs/train_bundled.sh 2d       # pssr-em-x4: 2-D, ssTEM and FIB-SEM (4-10 nm)
+# A run that was stopped continues from its checkpoint (--resume), to the same result.
+set -euo pipefail
+D=${PSSR_DATA:-../shared/data}
+OUT=${OUT:-results/train}
+which=${1:?iso or 2d}
+common=(--noise-aware --crappifier mix --batch-size 16 --tile 192 --lr 1e-3 --val-tiles 48
+        --seed 1 --threads 1 --loss ssim --amp bf16 --no-progress)
+
+train() {  # folder, then flags
+  local out=$1; shift
+  if [ -f "$out/checkpoint.json" ]; then
+    pssr-volume train "$@" --out "$out" "${common[@]}" --resume
+  else
+    pssr-volume train "$@" --out "$out" "${common[@]}"
+  fi
+}
+
+if [ "$which" = iso ]; then
+  train "$OUT/pssr-em-x4-iso" "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
+    "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" --name pssr-em-x4-iso \
+    --architecture pssr-fast --in-slices 3 --steps 12000 --val-every 1000
+else
+  train "$OUT/pssr-em-x4" "$D/drosophila_vnc_sstem_stack1/raw" \
+    "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
+    "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
+    "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" --name pssr-em-x4 \
+    --architecture "${ARCH:-pssr-fast}" --steps "${STEPS:-30000}" --val-every 1000
+fi
