@@ -24,7 +24,7 @@ train() {  # folder, then flags
 if [ "$which" = iso ]; then
   train "$OUT/pssr-em-x4-iso" "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
     "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" --name pssr-em-x4-iso \
-    --architecture pssr-fast --in-slices 3 --steps 12000 --val-every 1000
+    --architecture pssr-fast --in-slices 3 --steps 8000 --val-every 500
 else
   train "$OUT/pssr-em-x4" "$D/drosophila_vnc_sstem_stack1/raw" \
     "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \

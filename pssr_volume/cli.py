@@ -169,7 +169,10 @@ def _arch_args(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--steps", type=int, default=default(TrainConfig, "steps"), show_default=True)
 @click.option("--loss", type=choices(TrainConfig, "loss"), default=default(TrainConfig, "loss"),
               show_default=True,
-              help="ssim: 0.8 (1 - SSIM) + 0.2 L1, SSIM as the evaluation computes it.")
+              help="ssim: W (1 - SSIM) + (1 - W) L1 (W: --ssim-weight), SSIM as the "
+                   "evaluation computes it.")
+@click.option("--ssim-weight", type=float, default=default(TrainConfig, "ssim_weight"),
+              show_default=True, help="W of --loss ssim: 0.8 SSIM-led, 0.2 about balanced.")
 @click.option("--batch-size", type=int, default=default(TrainConfig, "batch_size"),
               show_default=True)
 @click.option("--tile", type=int, default=default(TrainConfig, "tile"), show_default=True,

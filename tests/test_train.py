@@ -235,3 +235,23 @@ def test_bf16_training_step_on_cpu(tmp_path):
     assert all(t.dtype == torch.float32 for t in tensors.values())
     cfg_saved = model_info(path).config
     assert cfg_saved.training["amp"] == "bf16" and cfg_saved.noise_input
+
+
+def test_resume_of_a_checkpoint_from_before_a_new_setting(tmp_path):
+    """A setting added later (absent from an older checkpoint) counts as its default."""
+    import json
+
+    from pssr_volume.train import train
+
+    cfg = _tiny_config(tmp_path, tmp_path / "o", steps=4, val_every=2)
+    train(cfg, progress=False, stop_after=2)
+    state = tmp_path / "o" / "checkpoint.json"
+    doc = json.loads(state.read_text())
+    del doc["config"]["ssim_weight"]
+    state.write_text(json.dumps(doc))
+    train(cfg, progress=False, resume=True)
+    changed = cfg.model_copy(update={"ssim_weight": 0.5})
+    doc["config"]["ssim_weight"] = 0.8
+    state.write_text(json.dumps(doc))
+    with pytest.raises(Exception, match="ssim_weight was 0.8, now 0.5"):
+        train(changed, progress=False, resume=True)

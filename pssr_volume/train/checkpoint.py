@@ -64,6 +64,16 @@ def save_checkpoint(out: Path, cfg: TrainConfig, state: State, module: torch.nn.
     os.replace(tmp, out / STATE)
 
 
+def _saved(saved: dict[str, Any], key: str) -> Any:
+    """A saved setting; one that a checkpoint from an older version lacks had its default."""
+    if key in saved:
+        return saved[key]
+    field = TrainConfig.model_fields.get(key)
+    if field is None or field.is_required():
+        return None
+    return json.loads(json.dumps(field.get_default(call_default_factory=True), default=str))
+
+
 def load_checkpoint(out: Path, cfg: TrainConfig, module: torch.nn.Module,
                     opt: torch.optim.Optimizer, sched: Any, scaler: Any) -> State:
     """Restore a run from :func:`save_checkpoint`'s files (``weights_only`` semantics:
@@ -73,10 +83,10 @@ def load_checkpoint(out: Path, cfg: TrainConfig, module: torch.nn.Module,
     doc = json.loads((out / STATE).read_text())
     saved, now = doc["config"], json.loads(cfg.model_dump_json())
     diff = [k for k in sorted(set(saved) | set(now))
-            if k not in RESUME_MAY_DIFFER and saved.get(k) != now.get(k)]
+            if k not in RESUME_MAY_DIFFER and _saved(saved, k) != now.get(k)]
     if diff:
         k = diff[0]
-        raise PssrError(f"--resume with different settings: {k} was {saved.get(k)!r}, "
+        raise PssrError(f"--resume with different settings: {k} was {_saved(saved, k)!r}, "
                         f"now {now.get(k)!r}")
     tensors = load_file(str(out / CHECKPOINT))
     with safe_open(str(out / CHECKPOINT), "pt") as f:

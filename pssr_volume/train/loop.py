@@ -100,7 +100,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
         with autocast(device, amp):
             x = lr_t.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             pred = module(x)
-        loss = loss_fn(cfg.loss, pred.float(), hr_t.to(device, non_blocking=True))
+        loss = loss_fn(cfg.loss, pred.float(), hr_t.to(device, non_blocking=True),
+                       cfg.ssim_weight)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
