@@ -8,6 +8,8 @@
 #
 #   bash benchmarks/compare_designs.sh results/issue9 a   # queue a: fast-blind, fast-noise, span-noise
 #   bash benchmarks/compare_designs.sh results/issue9 b   # queue b: the per-preset models
+#   bash benchmarks/compare_designs.sh results/issue9 l1  # the loss: L1 alone
+#   bash benchmarks/compare_designs.sh results/issue9 w02 # the loss: 0.2 (1 - SSIM) + 0.8 L1
 # A queue that was stopped continues where it stopped (--resume).
 set -euo pipefail
 out=${1:-results/issue9}
@@ -35,6 +37,11 @@ if [ "$queue" = a ]; then
   train fast-noise --architecture pssr-fast --noise-aware --crappifier mix --steps 4800
   train fast-blind --architecture pssr-fast --blind --crappifier mix --steps 4800
   train span-noise --architecture pssr-span --noise-aware --crappifier mix --steps 3400
+elif [ "$queue" = l1 ]; then
+  train fast-noise-l1 --architecture pssr-fast --noise-aware --crappifier mix --steps 4800 --loss l1
+elif [ "$queue" = w02 ]; then
+  train fast-noise-w02 --architecture pssr-fast --noise-aware --crappifier mix --steps 4800 \
+    --ssim-weight 0.2
 else
   train fast-pssr-em --architecture pssr-fast --blind --crappifier pssr-em --steps 4800
   train fast-pssr2 --architecture pssr-fast --blind --crappifier pssr2 --steps 4800
