@@ -8,8 +8,9 @@ with a timeout, and prints one line::
     case name                      exit  seconds  first Error line (or first stderr line)
 
 ``HANG`` marks a case killed at the timeout; ``!`` marks a case that breaks the rule
-(internal error, traceback, several lines, exit 0 or 1 where 2 is expected, or a
-failed case that left an output behind).
+(internal error, traceback, more than one error line, exit 0 or 1 where 2 is expected,
+or a failed case that left an output behind, unless its error keeps finished blocks for
+``--resume``). Lines before the error are the run's summary (input, model, output, blocks).
 The cases create their inputs in a temporary folder; a digest of those inputs before
 and after the sweep checks that none was modified. Nothing is asserted: the sweep
 reports (some cases belong to work in progress).
@@ -215,9 +216,12 @@ def main() -> int:
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             shown = next((ln for ln in lines if ln.startswith("Error")), lines[0] if lines else "")
             errors = [ln for ln in lines if ln.startswith("Error")]
+            # a failure found mid-run keeps the finished blocks for --resume, by design
+            resumable = "rerun with --resume" in shown
             broken = (code is None or code != expected or "internal error" in shown
                       or any("Traceback" in ln for ln in lines) or len(errors) > 1
-                      or (expected != 0 and not errors) or (code != 0 and bool(left)))
+                      or (expected != 0 and not errors)
+                      or (code != 0 and bool(left) and not resumable))
             bad += broken
             status = "HANG" if code is None else str(code)
             more = f" [+{len(lines) - 1} lines]" if len(lines) > 1 else ""

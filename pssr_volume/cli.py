@@ -51,6 +51,30 @@ def _input_exists(path: Path | str) -> None:
     refuse_special(str(location), "Input")  # a FIFO or device: refused without opening it
 
 
+def _check_early(config: RunConfig | ConvertConfig) -> None:
+    """Fail in about half a second, before torch and dask load (1 s or more on a busy
+    node), what can be checked without them: the input (missing, a FIFO, unreadable,
+    corrupt, unsupported), the output path (the input itself, inside it, or an existing
+    output without --resume or --overwrite) and a model file's header. The library checks
+    all of it again, and more, once loaded."""
+    _input_exists(config.input)
+    from pssr_volume.io.inputs import input_location, open_input
+    from pssr_volume.io.ome_zarr import check_output, check_paths
+
+    volume = open_input(config.input)
+    check_paths(input_location(config.input), config.output)
+    if str(volume.path) != str(input_location(config.input)):  # a level of an OME-Zarr
+        check_paths(volume.path, config.output)
+    if not config.resume:  # a resume needs the full plan (its fingerprint)
+        check_output(config.output, resume=False, overwrite=config.overwrite, fingerprint="",
+                     settings={})
+    if isinstance(config, RunConfig) and config.model is not None:
+        from pssr_volume.model_header import read_config
+        from pssr_volume.models import resolve_model
+
+        read_config(resolve_model(config.model))
+
+
 def _echo(line: str) -> None:
     click.echo(line, err=True)
 
@@ -116,7 +140,7 @@ def run(verify: bool, **kwargs: Any) -> None:
     """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr, N5, file.h5:/dataset, MRC)
     into the OME-Zarr OUTPUT."""
     config = RunConfig(**kwargs)  # flags are checked before the heavy imports (torch, dask)
-    _input_exists(config.input)
+    _check_early(config)
     from pssr_volume.run import run as run_restore
 
     stats = run_restore(config, log=_echo, verify=verify)
@@ -262,9 +286,12 @@ def crappify(**kwargs: Any) -> None:
               help="Also score BM3D denoising + bicubic (about 3 s per 256x256 LR section).")
 @click.option("--overwrite", is_flag=True, help="Replace results in --out.")
 def evaluate(presets: tuple[str, ...], **kwargs: Any) -> None:
-    """Score models against bilinear, bicubic and spline upsampling (docs/DESIGN.md section 5):
-    on --hr volumes degraded with each --preset, or on real --lr/--hr pairs."""
+    """Score models against bilinear, bicubic, spline and BM3D + bicubic (docs/DESIGN.md
+    section 5): on --hr volumes degraded with each --preset, or on real --lr/--hr pairs."""
     config = EvaluateConfig(**kwargs, **({"presets": presets} if presets else {}))
+    from pssr_volume.evaluate_cases import check_evaluation
+
+    check_evaluation(config)  # bad arguments and inputs fail before torch loads
     from pssr_volume.evaluate import evaluate as run_evaluate
 
     run_evaluate(config, log=_echo)
@@ -326,7 +353,7 @@ def convert(verify: bool, **kwargs: Any) -> None:
     """Convert INPUT (TIFF, OME-TIFF, folder of TIFFs, Zarr, OME-Zarr level, N5,
     file.h5:/dataset, MRC) into a multiscale OME-Zarr OUTPUT, losslessly."""
     config = ConvertConfig(**kwargs)
-    _input_exists(config.input)
+    _check_early(config)
     from pssr_volume.convert import convert as run_convert
 
     stats = run_convert(config, log=_echo, verify=verify)
@@ -352,10 +379,14 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
     path = _location(str(path))
     if isinstance(path, Path) and (path.suffix == ".safetensors"
                                    or (str(path) in BUNDLED and not path.exists())):
-        from pssr_volume.model import describe, model_info
+        from pssr_volume.model_header import read_config
         from pssr_volume.models import resolve_model
 
-        m = model_info(resolve_model(path))
+        model = resolve_model(path)
+        read_config(model)  # a damaged header fails before torch loads
+        from pssr_volume.model import describe, model_info
+
+        m = model_info(model)
         out = {**describe(m), "description": m.config.description,
                "training": m.config.training, "metrics": m.config.metrics}
         click.echo(json.dumps(out, indent=2))

@@ -8,6 +8,7 @@ is an error rather than a silently ignored setting.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -157,6 +158,18 @@ class ModelConfig(Strict):
         return self.in_slices + int(self.noise_input)
 
 
+def check_scheduler_address(address: str) -> None:
+    """Refuse a ``tcp://`` address without a host or a valid port (ValueError)."""
+    try:
+        parts = urllib.parse.urlsplit(address)
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not parts.hostname or port is None or not 0 < port < 65536 or parts.path:
+        raise ValueError(f"{address} is not a scheduler address: use tcp://HOST:PORT "
+                         "(dask scheduler listens on port 8786 by default)")
+
+
 class ExecutionConfig(Strict):
     """Where the block tasks run (shared by ``run`` and ``convert``)."""
 
@@ -169,7 +182,10 @@ class ExecutionConfig(Strict):
     @field_validator("cluster")
     @classmethod
     def _known_cluster(cls, v: str) -> str:
-        if v in CLUSTERS or (v.startswith("tcp://") and len(v) > len("tcp://")):
+        if v.startswith("tcp://") and len(v) > len("tcp://"):
+            check_scheduler_address(v)
+            return v
+        if v in CLUSTERS:
             return v
         raise ValueError(f"unknown cluster {v!r}: use {', '.join(CLUSTERS)} or tcp://HOST:PORT")
 

@@ -27,7 +27,6 @@ and ``cases/<case>/`` (the LR input and each model's OME-Zarr output).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -44,41 +43,12 @@ from pssr_volume.crappify.presets import get_preset
 from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
+from pssr_volume.evaluate_cases import check_evaluation, evaluation_cases, hr_region, safe_name
 from pssr_volume.evaluate_report import montage, write_results
 from pssr_volume.frc import frc_resolution
-from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.io.inputs import open_input
 from pssr_volume.metrics import raw_range, volume_metrics
 from pssr_volume.model import ModelInfo, model_info
-from pssr_volume.models import DEFAULT_MODEL, bundled_models, resolve_model
-
-
-def hr_region(shape: tuple[int, int, int], scale: int, z: tuple[int, int] | None,
-              crop: tuple[int, int] | None, source: str = "the HR volume"
-              ) -> tuple[slice, slice, slice]:
-    """The HR region to evaluate: the z range, and a centred y/x crop whose size and origin
-    are multiples of ``scale`` (the whole section, cut down to multiples, by default).
-
-    A z range past the volume is clipped here; :func:`evaluate` refuses one first.
-    """
-    nz, ny, nx = shape
-    z0, z1 = (0, nz) if z is None else (min(z[0], nz - 1), min(z[1], nz))
-    out = [slice(z0, z1)]
-    for n, c in zip((ny, nx), crop or (ny, nx)):
-        lr_n, lr_c = n // scale, min(c, n) // scale
-        if lr_c < 1 and (crop is None or c >= n):
-            raise PssrError(f"{source} has sections of {ny}x{nx} pixels, smaller than the "
-                            f"scale {scale}: nothing is left to evaluate (it needs at least "
-                            f"{scale}x{scale} pixels)")
-        if lr_c < 1 and crop is not None:
-            raise PssrError(f"--crop {crop[0]},{crop[1]} is smaller than the scale {scale}: "
-                            f"nothing is left to evaluate (crop at least {scale},{scale})")
-        a = (lr_n - lr_c) // 2
-        out.append(slice(a * scale, (a + lr_c) * scale))
-    return cast(tuple[slice, slice, slice], tuple(out))  # z plus the two of (y, x)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "case"
 
 
 def _model_names(infos: list[ModelInfo]) -> list[str]:
@@ -131,42 +101,6 @@ def without_resume_hint(message: str) -> str:
     return message.strip()
 
 
-def _cases(cfg: EvaluateConfig) -> list[dict[str, Any]]:
-    """Every case, after opening and checking its inputs: nothing is written before."""
-    cases = []
-    for i, hr in enumerate(cfg.hr):
-        hr_vol = open_input(hr)
-        lr_vol = open_input(cfg.lr[i]) if cfg.lr else None
-        _check_case(cfg, hr, hr_vol, cfg.lr[i] if cfg.lr else None, lr_vol)
-        stem = _safe(hr.parent.name if hr.name == "raw" else hr.name.split(".")[0])
-        common = {"hr": hr, "hr_vol": hr_vol, "lr_vol": lr_vol}
-        if cfg.lr:
-            cases.append({"name": f"{stem}-real", "lr": cfg.lr[i], "preset": None, **common})
-        else:
-            cases += [{"name": f"{stem}-{p}", "lr": None, "preset": p, **common}
-                      for p in cfg.presets]
-    return cases
-
-
-def _check_case(cfg: EvaluateConfig, hr: Path, hr_vol: InputVolume, lr: Path | None,
-                lr_vol: InputVolume | None) -> None:
-    """Refuse a pair that does not match, a --z past the volume, a crop or volume smaller
-    than the scale: one line naming the volume and its sizes."""
-    scale = cfg.scale
-    if lr is not None and lr_vol is not None:
-        if lr_vol.shape[0] != hr_vol.shape[0] or any(
-                h // scale != lr_n for h, lr_n in zip(hr_vol.shape[1:], lr_vol.shape[1:])):
-            raise PssrError(f"{lr} {lr_vol.shape} and {hr} {hr_vol.shape} are "
-                            f"not an LR/HR pair at scale {scale}")
-        if lr_vol.dtype != hr_vol.dtype:
-            raise PssrError(f"{lr} ({lr_vol.dtype}) and {hr} ({hr_vol.dtype}) differ in dtype")
-    nz = hr_vol.shape[0]
-    if cfg.z is not None and cfg.z[1] > nz:
-        raise PssrError(f"--z {cfg.z[0]}:{cfg.z[1]} is outside {hr}, which has {nz} "
-                        f"section(s): use START:STOP within 0:{nz}")
-    hr_region(hr_vol.shape, scale, cfg.z, cfg.crop, source=str(hr))
-
-
 def _load_case(cfg: EvaluateConfig, case: dict[str, Any], scale: int, folder: Path
                ) -> tuple[np.ndarray, np.ndarray, Path, dict[str, Any]]:
     """HR region, LR volume (read or made), the LR file the engine reads, and details."""
@@ -204,30 +138,12 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
     Every input, model and the ``--out`` folder are checked before anything is written.
     """
     out = cfg.out
-    if out.exists() and not out.is_dir():
-        raise PssrError(f"--out {out} is a file, not a folder; give a folder for the results")
-    if (out / "results.json").exists() and not cfg.overwrite:
-        raise PssrError(f"{out} already holds results.json; pass --overwrite or another --out")
-    models = tuple(resolve_model(m) for m in cfg.models)
+    models = check_evaluation(cfg)
     if not models:
-        default = bundled_models().get(DEFAULT_MODEL)
-        models = (default,) if default is not None else ()
-        if not models:
-            log("note: no --model and no bundled model: baselines only")
-    if not cfg.lr:
-        for p in cfg.presets:
-            try:
-                get_preset(p, cfg.scale)
-            except ValueError as e:
-                raise PssrError(str(e)) from None
+        log("note: no --model and no bundled model: baselines only")
     infos = [model_info(m) for m in models]
-    for m, info in zip(models, infos):
-        if info.config.scale != cfg.scale:
-            raise PssrError(f"model {m} is x{info.config.scale}, the evaluation x{cfg.scale} "
-                            "(--scale)")
     names = _model_names(infos)
-    cases = _cases(cfg)  # every input opened and checked
-    _check_out_folder(out)
+    cases = evaluation_cases(cfg)  # every input opened and checked (again)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluate.json").write_text(cfg.model_dump_json(indent=2))
     results: dict[str, Any] = {
@@ -262,7 +178,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
             preds["bm3d+bicubic"] = to_dtype(denoised, hr.dtype)
         timing = {}
         for n, info in zip(names, infos):
-            preds[n], timing[n] = restore(cfg, lr_path, info, folder / f"{_safe(n)}.ome.zarr")
+            preds[n], timing[n] = restore(cfg, lr_path, info, folder / f"{safe_name(n)}.ome.zarr")
             log(f"{name}: {n} restored at {timing[n]['out_mpx_per_s']:.3f} output Mpx/s")
         pixel = None if case["hr_vol"].voxel_size is None else case["hr_vol"].voxel_size[2]
         scores = {m: {**volume_metrics(p, hr, rng), **frc_resolution(p, hr, pixel)}
@@ -279,16 +195,3 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
                     title=name)
         write_results(out, results)
     return results
-
-
-def _check_out_folder(out: Path) -> None:
-    """Refuse an --out that cannot become a folder: a file on its way, or no permission."""
-    existing = out
-    while not existing.exists():
-        if existing.is_symlink():  # a dangling link: mkdir would fail on it
-            raise PssrError(f"--out {out} cannot be created: {existing} is a broken link")
-        existing = existing.parent
-    if not existing.is_dir():
-        raise PssrError(f"--out {out} cannot be created: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PssrError(f"--out {out} cannot be written: permission denied in {existing}")

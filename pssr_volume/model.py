@@ -18,17 +18,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from pssr_volume.config import ModelConfig
 from pssr_volume.errors import PssrError
+from pssr_volume.model_header import METADATA_KEY, read_config
 from pssr_volume.nets.receptive_field import receptive_field_of
 from pssr_volume.nets.registry import build
-
-METADATA_KEY = "pssr_volume"
 
 
 @dataclass(frozen=True)
@@ -78,27 +76,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def read_config(path: str | Path) -> ModelConfig:
-    """Read a model file's configuration from its header, without loading weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise PssrError(f"model file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise PssrError(f"{path} is not a pssr-volume model file (not safetensors: {e})") from None
-    if METADATA_KEY not in meta:
-        raise PssrError(f"{path} is a safetensors file without pssr-volume model metadata")
-    try:
-        return ModelConfig.model_validate_json(meta[METADATA_KEY])
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise PssrError(
-            f"{path} has invalid model metadata: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-        ) from None
 
 
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights: far beyond any SR network here

@@ -12,6 +12,7 @@ import threading
 import urllib.parse
 from typing import Any
 
+from pssr_volume.config import check_scheduler_address
 from pssr_volume.errors import PssrError, first_line
 
 CONNECT_TIMEOUT_S = 10.0  # connecting to a tcp:// scheduler, handshake included
@@ -22,15 +23,12 @@ def is_address(cluster: str) -> bool:
 
 
 def check_address(address: str) -> None:
-    """Refuse a ``tcp://`` address without a host or a valid port, before any work."""
+    """Refuse a ``tcp://`` address without a host or a valid port, before any work (the
+    rule of :func:`pssr_volume.config.check_scheduler_address`)."""
     try:
-        parts = urllib.parse.urlsplit(address)
-        port = parts.port
-    except ValueError:
-        port = -1
-    if not parts.hostname or port is None or not 0 < port < 65536 or parts.path:
-        raise PssrError(f"--cluster {address} is not a scheduler address: use tcp://HOST:PORT "
-                        "(dask scheduler listens on port 8786 by default)")
+        check_scheduler_address(address)
+    except ValueError as e:
+        raise PssrError(f"--cluster {e}") from None
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:

@@ -35,8 +35,6 @@ from typing import Any, cast
 
 import numcodecs
 import zarr
-from ome_zarr.format import FormatV04, FormatV05
-from ome_zarr.writer import write_multiscales_metadata
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from pssr_volume.errors import PssrError
@@ -120,6 +118,10 @@ def create_output(path: Location, levels: tuple[Level, ...], chunk: tuple[int, i
          ]}
         for lv in levels
     ]
+    # ome-zarr-py (it imports dask: about 1.5 s) only here, so that the checks above stay fast
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
     write_multiscales_metadata(
         group, datasets, fmt=FormatV05() if v3 else FormatV04(), axes=AXES, name=name,
         metadata={"method": f"pssr_volume.pyramid.downsample ({downsample})",
