@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from pssr_volume.errors import PssrError
-from pssr_volume.urls import split
+from pssr_volume.urls import gcs_emulator, split
 
 CONNECT_TIMEOUT_S = 5
 
 
 def storage_options(url: str) -> dict[str, Any]:
     """fsspec options for the file system of ``url``: no listing cache (other processes
-    write), short connect timeouts and few retries."""
+    write), short connect timeouts and few retries (gcsfs's are fixed: six, ~30 s)."""
     scheme = split(url)[0]
     if scheme == "s3":
         opts: dict[str, Any] = {
@@ -34,12 +34,14 @@ def storage_options(url: str) -> dict[str, Any]:
         if endpoint:  # s3fs reads it too; named here, it keys fsspec's instance cache
             opts["endpoint_url"] = endpoint
         return opts
-    if scheme == "gs":
-        return {"timeout": 60, "retries": 3}
     import aiohttp
 
-    return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(
-        total=300, sock_connect=CONNECT_TIMEOUT_S)}}
+    timeout = aiohttp.ClientTimeout(total=300, sock_connect=CONNECT_TIMEOUT_S)
+    if scheme == "gs":  # anonymous with an emulator, as Google's own clients are
+        emulator = gcs_emulator()  # named here, it keys fsspec's instance cache
+        return {"use_listings_cache": False, "requests_timeout": timeout,
+                "token": "anon" if emulator else None, "endpoint_url": emulator}
+    return {"client_kwargs": {"timeout": timeout}}
 
 
 @functools.lru_cache(maxsize=8)
@@ -47,14 +49,15 @@ def _filesystem(scheme: str, environment: tuple[str | None, ...]) -> Any:
     del environment  # cache key only: a new endpoint or key makes a new file system
     import fsspec
 
-    protocol = {"gs": "gcs"}.get(scheme, scheme)
     if scheme == "gs":
-        try:
-            import gcsfs  # noqa: F401
-        except ImportError:
-            raise PssrError("gs:// URLs need the gcsfs package: pip install gcsfs") from None
-    fs = fsspec.filesystem(protocol, skip_instance_cache=True,
-                           **storage_options(f"{scheme}://x"))
+        # gcsfs's core GCSFileSystem (the JSON API): the one fsspec.filesystem("gs") gives
+        # since gcsfs 2026 (experimental zonal-bucket support) first asks the gRPC control
+        # API for each bucket's layout and does not remember a failure: a minute per
+        # request against an emulator, or without the permission to ask
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(skip_instance_cache=True, **storage_options(f"{scheme}://x"))
+    fs = fsspec.filesystem(scheme, skip_instance_cache=True, **storage_options(f"{scheme}://x"))
     if scheme == "s3":
         fs.retries = 3  # s3fs's own retries around botocore's (5 by default): fail sooner
     return fs

@@ -3,13 +3,12 @@
 What the lease (:mod:`pssr_volume.lease`) and the journal (:mod:`pssr_volume.journal`) need
 from an ``s3://`` or ``gs://`` output, which has no ``O_EXCL``, no rename and no append:
 
-* :func:`create` writes an object only if none exists, atomically: on S3 a conditional put
-  (``If-None-Match: *``, honoured by AWS S3 since 2024, MinIO and moto); elsewhere fsspec's
-  ``mode="create"`` (gcsfs: ``ifGenerationMatch=0`` where it supports it, else a check
-  before the write);
-* :func:`replace` overwrites an object only if it is still the version that was read: on
-  S3 a conditional put (``If-Match: <ETag>``); elsewhere the version is compared just
-  before the write (a window of one request);
+* :func:`create` writes an object only if none exists, atomically, in one request: on S3 a
+  conditional put (``If-None-Match: *``, honoured by AWS S3 since 2024, MinIO and moto), on
+  GCS an upload with the precondition ``ifGenerationMatch=0`` (gcsfs's ``mode="create"``);
+* :func:`replace` overwrites an object only if it is still the version that was read,
+  atomically: on S3 a conditional put (``If-Match: <ETag>``), on GCS an upload with
+  ``ifGenerationMatch=<generation>``; the store refuses the loser (HTTP 412);
 * :func:`names`, :func:`read_all` and :func:`delete_tree` list, read and delete the objects
   under a prefix; a put is atomic, so no reader ever sees a torn object.
 
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 from typing import Any
 
 from pssr_volume.filesystems import filesystem, fs_path
@@ -64,9 +64,25 @@ def read(url: str) -> tuple[bytes, str, float] | None:
 
 
 def _written(fs: Any, path: str, response: Any) -> str:
-    if isinstance(response, dict) and response.get("ETag"):
-        return str(response["ETag"])
+    if isinstance(response, dict) and (response.get("ETag") or response.get("generation")):
+        return _version(response)  # S3's ETag, or the GCS object resource's generation
     return _version(fs.info(path))
+
+
+def _gcs_put_if(fs: Any, path: str, data: bytes, generation: str) -> Any:
+    """Upload ``data`` to ``bucket/key`` in one request if the object is at ``generation``
+    (GCS's precondition: 412, gcsfs's FileExistsError, when it is not); the new object's
+    resource. gcsfs's own single-request upload (multipart: metadata, then the bytes), with
+    the precondition that its ``mode="create"`` sets to 0 set to ``generation``."""
+    from urllib.parse import quote
+
+    bucket, _, key = path.partition("/")
+    head = (f'--==0==\nContent-Type: application/json; charset=UTF-8\n\n{json.dumps({"name": key})}'
+            "\n--==0==\nContent-Type: application/octet-stream\n\n")
+    return fs.call("POST", f"{fs._location}/upload/storage/v1/b/{quote(bucket, safe='')}/o",
+                   uploadType="multipart", ifGenerationMatch=generation,
+                   headers={"Content-Type": 'multipart/related; boundary="==0=="'},
+                   data=head.encode() + data + b"\n--==0==--", json_out=True)
 
 
 def create(url: str, data: bytes) -> str | None:
@@ -87,19 +103,16 @@ def replace(url: str, data: bytes, version: str) -> str | None:
     """Overwrite ``url`` with ``data`` if it is still at ``version``; the new version, or
     ``None`` when it changed (or went) meanwhile."""
     fs, path = _fs(url)
-    if split(url)[0] == "s3":
-        try:
-            return _written(fs, path, fs.pipe_file(path, data, IfMatch=version))
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            if _precondition_failed(e):
-                return None
-            raise
-    current = read(url)
-    if current is None or current[1] != version:
+    try:
+        if split(url)[0] == "gs":
+            return _written(fs, path, _gcs_put_if(fs, path, data, version))
+        return _written(fs, path, fs.pipe_file(path, data, IfMatch=version))
+    except (FileNotFoundError, FileExistsError):  # gone, or another version (GCS 412)
         return None
-    return _written(fs, path, fs.pipe_file(path, data))
+    except OSError as e:
+        if _precondition_failed(e):
+            return None
+        raise
 
 
 def write(url: str, data: bytes) -> None:

@@ -1,6 +1,6 @@
 """Object storage: s3:// inputs and outputs against a real S3 server (moto's server mode on
 localhost, not a mock of the client), http(s):// inputs from a real local http.server, and
-the gs:// routing (no GCS server runs here: only what works without one is tested).
+the URL routing (gs:// against a real GCS server: tests/test_gcs.py).
 
 A run or conversion to ``s3://`` writes the same level bytes as one to a local folder; the
 lease is a conditional put (a second writer is refused), the journal one object per task
@@ -328,17 +328,10 @@ def test_unsupported_urls_missing_inputs_and_unreachable_stores_are_one_line(
         assert line.startswith(f"Error: cannot reach {s3}/") and time.monotonic() - started < 20
 
 
-def test_gs_routing_without_a_server():
-    """No GCS server runs here: the URL checks, the tensorstore spec, and one line when
-    gcsfs (for metadata, lease and journal) is not installed."""
+def test_gs_routing():
+    """The URL checks and the tensorstore specs (the gcs one with short retries)."""
     assert check_url("gcs://bucket/a/b/") == "gs://bucket/a/b"
-    assert kvstore_spec("gs://bucket/a/b") == {"driver": "gcs", "bucket": "bucket",
-                                               "path": "a/b/"}
+    spec = kvstore_spec("gs://bucket/a/b")
+    assert (spec["driver"], spec["bucket"], spec["path"]) == ("gcs", "bucket", "a/b/")
+    assert spec["context"]["gcs_request_retries"]["max_retries"] == 5
     assert kvstore_spec("https://h/x.zarr")["base_url"] == "https://h/x.zarr/"
-    try:
-        import gcsfs  # noqa: F401
-    except ImportError:
-        from pssr_volume.errors import PssrError
-
-        with pytest.raises(PssrError, match="gs:// URLs need the gcsfs package"):
-            filesystem("gs://bucket/x")

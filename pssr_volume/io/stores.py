@@ -135,11 +135,17 @@ def zarr_store(where: Location, read_only: bool = True) -> Any:
     from zarr.storage import FsspecStore
 
     url = str(where)
-    opts = storage_options(url)
-    if url.startswith("gs://"):
-        filesystem(url)  # one line when gcsfs is missing
     with remote_errors(url, None):
-        return FsspecStore.from_url(url, storage_options=opts, read_only=read_only)
+        if url.startswith("gs://"):
+            # our gcsfs file system (see filesystems._filesystem), its calls run in threads:
+            # a second, asynchronous gcsfs instance on zarr's event loop would print a
+            # traceback at exit (gcsfs closes its session on fsspec's loop)
+            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+            return FsspecStore(AsyncFileSystemWrapper(filesystem(url), asynchronous=True),
+                               path=fs_path(url), read_only=read_only)
+        return FsspecStore.from_url(url, storage_options=storage_options(url),
+                                    read_only=read_only)
 
 
 def log_path(output: Location) -> Path:
