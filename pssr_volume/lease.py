@@ -19,11 +19,11 @@ next heartbeat and stops (the main thread is interrupted; see :attr:`Lease.lost`
 
 On object storage (an ``s3://`` or ``gs://`` output, :mod:`pssr_volume.objects`) the lease
 is the object ``<output>/.pssr-volume/lease.json``, created with a conditional put that
-fails when it exists (S3 ``If-None-Match: *``): of two runs exactly one gets it. The
-heartbeat and the breaking of a stale lease are conditional puts on the version that was
-read (S3 ``If-Match: <ETag>``): a breaker replaces the stale lease with its own in one
-request, so of two breakers one wins, and a holder whose lease was broken finds its next
-heartbeat refused and stops. Release reads the lease and deletes it if it holds our token.
+fails when it exists (S3 ``If-None-Match: *``, GCS ``ifGenerationMatch=0``): of two runs
+exactly one gets it. The heartbeat and the breaking of a stale lease are conditional puts on
+the version read (S3 ``If-Match: <ETag>``, GCS ``ifGenerationMatch=<generation>``): of two
+breakers one wins, and a holder whose lease was broken finds its next heartbeat refused and
+stops. Release reads the lease and deletes it if it holds our token.
 """
 
 from __future__ import annotations
