@@ -11,6 +11,12 @@
 #   bash benchmarks/compare_designs.sh results/issue9 l1  # the loss: L1 alone
 #   bash benchmarks/compare_designs.sh results/issue9 w02 # the loss: 0.2 (1 - SSIM) + 0.8 L1
 # A queue that was stopped continues where it stopped (--resume).
+# Then, for the record (never to choose): the hold-out, and the table of docs/RESULTS.md:
+#   R=results/issue9; pssr-volume evaluate --hr ../shared/data/holdout_drosophila_vnc_sstem_stack2/raw \
+#     --preset pssr-em --preset pssr2 --preset integrate-read --out $R/eval-vnc-all --overwrite \
+#     $(for m in fast-blind fast-noise fast-noise-l1 fast-pssr-em fast-pssr2 span-noise; do
+#       echo --model $R/$m/model.safetensors; done) --model pssr-em-x4
+#   python docs/make_design_table.py --runs $R --eval $R/eval-vnc-all
 set -euo pipefail
 out=${1:-results/issue9}
 queue=${2:-a}

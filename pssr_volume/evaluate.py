@@ -37,7 +37,13 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
-from pssr_volume.baselines import BASELINES, bm3d_then_upsample, to_dtype, upsample
+from pssr_volume.baselines import (
+    BASELINES,
+    BM3D_SIGMA_FACTOR,
+    bm3d_then_upsample,
+    to_dtype,
+    upsample,
+)
 from pssr_volume.config import EvaluateConfig, RunConfig
 from pssr_volume.crappify.presets import get_preset
 from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
@@ -153,8 +159,9 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = lambda s: None
             "bicubic": "torch interpolate bicubic (Keys cubic convolution, a=-0.75), "
                        "align_corners=False",
             "spline3": "scipy.ndimage.zoom order 3 (cubic B-spline), grid_mode=True, reflect",
-            **({"bm3d+bicubic": "bm3d.bm3d per LR section (sigma from the input's estimated "
-                                "noise model at its median intensity), then bicubic"}
+            **({"bm3d+bicubic": "bm3d.bm3d per LR section (sigma: "
+                                f"{BM3D_SIGMA_FACTOR:g} x the input's estimated noise at its "
+                                "median intensity), then bicubic"}
                if cfg.bm3d else {}),
         },
         "frc": "Fourier ring correlation with the HR, averaged over sections (Hann window); "
