@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from pssr_volume import __version__
-from pssr_volume.cli_options import Numbers, Ranges, ZRange, choices, default
+from pssr_volume.cli_checks import check_early, cli_path, input_exists
+from pssr_volume.cli_errors import report
+from pssr_volume.cli_options import (
+    Numbers,
+    Ranges,
+    ZRange,
+    arch_args,
+    choices,
+    default,
+)
 from pssr_volume.config import (
     ConvertConfig,
     CrappifyConfig,
@@ -26,53 +34,7 @@ from pssr_volume.config import (
     RunConfig,
     TrainConfig,
 )
-from pssr_volume.errors import PssrError, first_line, kept
-
-
-def _validation_message(e: ValidationError) -> str:
-    err = e.errors()[0]
-    field = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
-    msg = err["msg"].removeprefix("Value error, ")
-    if field in ("input", "output"):
-        return f"invalid {field.upper()}: {msg}"
-    return f"invalid --{field.replace('_', '-')}: {msg}" if field else msg
-
-
-def _input_exists(path: Path | str) -> None:
-    """Fail a missing input in a fraction of a second, before torch, dask and zarr load
-    (open_input checks everything else, later; also whether a URL exists)."""
-    from pssr_volume.io.inputs import input_location, refuse_special
-
-    location = input_location(path)
-    if not isinstance(location, Path):  # a URL
-        return
-    if not location.exists():
-        raise PssrError(f"input not found: {path}")
-    refuse_special(str(location), "Input")  # a FIFO or device: refused without opening it
-
-
-def _check_early(config: RunConfig | ConvertConfig) -> None:
-    """Fail in about half a second, before torch and dask load (1 s or more on a busy
-    node), what can be checked without them: the input (missing, a FIFO, unreadable,
-    corrupt, unsupported), the output path (the input itself, inside it, or an existing
-    output without --resume or --overwrite) and a model file's header. The library checks
-    all of it again, and more, once loaded."""
-    _input_exists(config.input)
-    from pssr_volume.io.inputs import input_location, open_input
-    from pssr_volume.io.ome_zarr import check_output, check_paths
-
-    volume = open_input(config.input)
-    check_paths(input_location(config.input), config.output)
-    if str(volume.path) != str(input_location(config.input)):  # a level of an OME-Zarr
-        check_paths(volume.path, config.output)
-    if not config.resume:  # a resume needs the full plan (its fingerprint)
-        check_output(config.output, resume=False, overwrite=config.overwrite, fingerprint="",
-                     settings={})
-    if isinstance(config, RunConfig) and config.model is not None:
-        from pssr_volume.model_header import read_config
-        from pssr_volume.models import resolve_model
-
-        read_config(resolve_model(config.model))
+from pssr_volume.errors import PssrError
 
 
 def _echo(line: str) -> None:
@@ -140,7 +102,7 @@ def run(verify: bool, **kwargs: Any) -> None:
     """Restore INPUT (TIFF, folder of TIFFs, Zarr, OME-Zarr, N5, file.h5:/dataset, MRC)
     into the OME-Zarr OUTPUT."""
     config = RunConfig(**kwargs)  # flags are checked before the heavy imports (torch, dask)
-    _check_early(config)
+    check_early(config)
     from pssr_volume.run import run as run_restore
 
     stats = run_restore(config, log=_echo, verify=verify)
@@ -152,19 +114,6 @@ def run(verify: bool, **kwargs: Any) -> None:
         f"{stats.pyramid_tasks} pyramid task(s), {stats.seconds:.1f} s "
         f"({stats.mvoxels_per_second:.2f} output Mvoxel/s)"
     )
-
-
-def _arch_args(values: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--arch-arg")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
 
 
 @cli.command()
@@ -227,7 +176,7 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
     training.png and a checkpoint at every validation into --out."""
     given = {k: v for k, v in kwargs.items() if v is not None}
     if arch_arg:
-        given["arch_args"] = _arch_args(arch_arg)
+        given["arch_args"] = arch_args(arch_arg)
     config = TrainConfig(inputs=hr_inputs, **given)
     from pssr_volume.train import train as run_training
 
@@ -249,7 +198,7 @@ def crappify(**kwargs: Any) -> None:
     """Degrade INPUT into a new low-resolution OUTPUT (.tif/.tiff: ImageJ TIFF; .zarr:
     OME-Zarr), section by section; the voxel size grows by --scale in y and x."""
     config = CrappifyConfig(**kwargs)
-    _input_exists(config.input)
+    input_exists(config.input)
     from pssr_volume.crappify.volume import crappify_volume
 
     done = crappify_volume(config, log=_echo)
@@ -353,7 +302,7 @@ def convert(verify: bool, **kwargs: Any) -> None:
     """Convert INPUT (TIFF, OME-TIFF, folder of TIFFs, Zarr, OME-Zarr level, N5,
     file.h5:/dataset, MRC) into a multiscale OME-Zarr OUTPUT, losslessly."""
     config = ConvertConfig(**kwargs)
-    _check_early(config)
+    check_early(config)
     from pssr_volume.convert import convert as run_convert
 
     stats = run_convert(config, log=_echo, verify=verify)
@@ -371,12 +320,14 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
     or bundled model name (architecture, scale, inputs, training data, metrics); with no
     PATH, or --models, list the bundled models."""
     from pssr_volume.io.inputs import input_location
-    from pssr_volume.models import BUNDLED
+    from pssr_volume.models import BUNDLED, bundled_rows, describe_row
 
     if path is None or list_models:
-        _list_models(as_json)
+        rows = bundled_rows()
+        click.echo(json.dumps(rows, indent=2) if as_json else
+                   "\n".join(map(describe_row, rows)))
         return
-    path = _location(str(path))
+    path = cli_path(str(path))
     if isinstance(path, Path) and (path.suffix == ".safetensors"
                                    or (str(path) in BUNDLED and not path.exists())):
         from pssr_volume.model_header import read_config
@@ -386,10 +337,7 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
         read_config(model)  # a damaged header fails before torch loads
         from pssr_volume.model import describe, model_info
 
-        m = model_info(model)
-        out = {**describe(m), "description": m.config.description,
-               "training": m.config.training, "metrics": m.config.metrics}
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(describe(model_info(model), full=True), indent=2))
         return
     location = input_location(path)
     if isinstance(location, Path) and not location.exists():
@@ -407,49 +355,6 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
         click.echo(json.dumps(details["provenance"], indent=2))
 
 
-def _location(text: str, write: bool = False) -> Path | str:
-    """A command-line path: a checked URL (one line for an unsupported scheme), else a
-    local Path."""
-    from pssr_volume.urls import check_url, scheme_of
-
-    if scheme_of(text) is None:
-        return Path(text)
-    try:
-        return check_url(text, write=write)
-    except ValueError as e:
-        raise PssrError(str(e)) from None
-
-
-def _list_models(as_json: bool) -> None:
-    from pssr_volume.model import read_config
-    from pssr_volume.models import BUNDLED, DEFAULT_MODEL, bundled_model_path
-
-    rows = []
-    for name, purpose in BUNDLED.items():
-        p = bundled_model_path(name)
-        row: dict[str, Any] = {"name": name, "default": name == DEFAULT_MODEL,
-                               "purpose": purpose, "installed": p.is_file()}
-        if p.is_file():
-            c = read_config(p)
-            row.update(file=str(p), megabytes=round(p.stat().st_size / 1e6, 1),
-                       architecture=c.architecture, scale=c.scale, in_slices=c.in_slices,
-                       noise_input=c.noise_input, trained_pixel_size_nm=c.pixel_size_nm)
-        rows.append(row)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for r in rows:
-        head = f"{r['name']}{' (default)' if r['default'] else ''}: {r['purpose']}"
-        if not r["installed"]:
-            click.echo(f"{head}; not installed")
-            continue
-        px = r["trained_pixel_size_nm"]
-        click.echo(f"{head}; {r['architecture']} x{r['scale']}, {r['in_slices']} section(s) in"
-                   f"{', noise-aware' if r['noise_input'] else ''}"
-                   f"{f', trained at {px[0]:g}-{px[1]:g} nm pixels' if px else ''}, "
-                   f"{r['megabytes']} MB")
-
-
 @cli.command()
 @click.argument("output")
 def verify(output: str) -> None:
@@ -459,7 +364,8 @@ def verify(output: str) -> None:
     from pssr_volume.verify import DamageFound
     from pssr_volume.verify import verify as verify_output
 
-    report = verify_output(_location(output, write=True), on_damage=lambda d: click.echo(d.line()))
+    report = verify_output(cli_path(output, write=True),
+                           on_damage=lambda d: click.echo(d.line()))
     if report.damage:
         raise DamageFound(report.summary())
     click.echo(report.summary())
@@ -467,34 +373,12 @@ def verify(output: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
-    debug = bool(os.environ.get("PSSR_VOLUME_DEBUG"))
     try:
         cli.main(args=argv, prog_name="pssr-volume", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt) as e:
-        cause = e.__cause__ if isinstance(e, click.exceptions.Abort) and e.__cause__ else e
-        if getattr(cause, "blocks_kept", None) is None:  # not while blocks were written
-            _echo("Error: interrupted")
-        else:
-            _echo(f"Error: interrupted ({kept(cause)}; rerun with --resume)")
-        return 130
-    except click.ClickException as e:
-        _echo(f"Error: {e.format_message()}")
-        return 2
-    except ValidationError as e:
-        _echo(f"Error: {_validation_message(e)}")
-        return 2
-    except PssrError as e:
-        if debug:
-            raise
-        _echo(f"Error: {e}")
-        return e.exit_code
-    except Exception as e:
-        if debug:
-            raise
-        _echo(f"Error: internal error: {first_line(e)} (set PSSR_VOLUME_DEBUG=1 for a traceback)")
-        return 1
+    except (Exception, KeyboardInterrupt) as e:
+        return report(e, debug=bool(os.environ.get("PSSR_VOLUME_DEBUG")))
     return 0
 
 

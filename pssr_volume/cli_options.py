@@ -6,12 +6,13 @@ the options of :mod:`pssr_volume.cli` take them from there instead of repeating 
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from typing import Any
 
 import click
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 class Numbers(click.ParamType):
@@ -88,3 +89,27 @@ class ZRange(click.ParamType):
             return int(a), int(b)
         except ValueError:
             self.fail(f"expected START:STOP (integers), got {value!r}", param, ctx)
+
+
+def validation_message(e: ValidationError) -> str:
+    """A pydantic error as one command-line line, naming the flag."""
+    err = e.errors()[0]
+    field = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+    msg = err["msg"].removeprefix("Value error, ")
+    if field in ("input", "output"):
+        return f"invalid {field.upper()}: {msg}"
+    return f"invalid --{field.replace('_', '-')}: {msg}" if field else msg
+
+
+def arch_args(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--arch-arg KEY=VALUE`` values as a dict (VALUE parsed as JSON where it is)."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--arch-arg")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out

@@ -159,9 +159,12 @@ def save_model(path: str | Path, module: nn.Module, config: ModelConfig) -> Path
     return path
 
 
-def describe(info: ModelInfo) -> dict[str, Any]:
-    """A JSON-friendly summary of a model (for ``info`` and provenance)."""
+def describe(info: ModelInfo, full: bool = False) -> dict[str, Any]:
+    """A JSON-friendly summary of a model (provenance); ``full`` adds its description,
+    training settings and metrics (``pssr-volume info MODEL``)."""
     c = info.config
+    extra = ({"description": c.description, "training": c.training, "metrics": c.metrics}
+             if full else {})
     return {
         "name": c.name,
         "architecture": c.architecture,
@@ -177,6 +180,7 @@ def describe(info: ModelInfo) -> dict[str, Any]:
         "default_halo": list(info.default_halo),
         "grid": info.grid,
         "global_context": info.global_context,
+        **extra,
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from pssr_volume.errors import PssrError
 
@@ -52,3 +53,33 @@ def resolve_model(value: str | Path | None) -> Path:
     known = ", ".join(bundled_models()) or "none installed"
     raise PssrError(f"model not found: {value} (neither a file nor a bundled model; "
                     f"bundled: {known})")
+
+
+def bundled_rows() -> list[dict[str, Any]]:
+    """What ``pssr-volume info --models`` shows of each bundled model (headers only)."""
+    from pssr_volume.model_header import read_config
+
+    rows = []
+    for name, purpose in BUNDLED.items():
+        p = bundled_model_path(name)
+        row: dict[str, Any] = {"name": name, "default": name == DEFAULT_MODEL,
+                               "purpose": purpose, "installed": p.is_file()}
+        if p.is_file():
+            c = read_config(p)
+            row.update(file=str(p), megabytes=round(p.stat().st_size / 1e6, 1),
+                       architecture=c.architecture, scale=c.scale, in_slices=c.in_slices,
+                       noise_input=c.noise_input, trained_pixel_size_nm=c.pixel_size_nm)
+        rows.append(row)
+    return rows
+
+
+def describe_row(r: dict[str, Any]) -> str:
+    """One line of :func:`bundled_rows`."""
+    head = f"{r['name']}{' (default)' if r['default'] else ''}: {r['purpose']}"
+    if not r["installed"]:
+        return f"{head}; not installed"
+    px = r["trained_pixel_size_nm"]
+    return (f"{head}; {r['architecture']} x{r['scale']}, {r['in_slices']} section(s) in"
+            f"{', noise-aware' if r['noise_input'] else ''}"
+            f"{f', trained at {px[0]:g}-{px[1]:g} nm pixels' if px else ''}, "
+            f"{r['megabytes']} MB")
