@@ -82,9 +82,11 @@ def cli() -> None:
               show_default=True, help="Sections per forward pass.")
 @click.option("--ngff-version", type=choices(RunConfig, "ngff_version"),
               default=default(RunConfig, "ngff_version"), show_default=True,
-              help="0.5 writes zarr v3, 0.4 zarr v2.")
+              help="0.5 writes zarr v3 (zstd, crc32c), 0.4 zarr v2 (gzip).")
 @click.option("--compression-level", type=int, default=default(RunConfig, "compression_level"),
-              show_default=True, help="zstd level of the output chunks.")
+              show_default=True,
+              help="Compression level of the output chunks: zstd 0-22 (NGFF 0.5), "
+                   "gzip 0-9 (NGFF 0.4).")
 @click.option("--nan-value", type=float, default=None,
               help="Replace NaN and infinite input values (float inputs) by this value. "
                    "Default: refuse such inputs.")
@@ -276,10 +278,11 @@ def demo(**kwargs: Any) -> None:
               help="Pyramid levels. Default: until y and x fit in 256.")
 @click.option("--ngff-version", type=choices(ConvertConfig, "ngff_version"),
               default=default(ConvertConfig, "ngff_version"), show_default=True,
-              help="0.5 writes zarr v3, 0.4 zarr v2.")
+              help="0.5 writes zarr v3 (zstd, crc32c), 0.4 zarr v2 (gzip).")
 @click.option("--compression-level", type=int,
               default=default(ConvertConfig, "compression_level"), show_default=True,
-              help="zstd level of the output chunks.")
+              help="Compression level of the output chunks: zstd 0-22 (NGFF 0.5), "
+                   "gzip 0-9 (NGFF 0.4).")
 @click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None,
               help="Voxels one task copies, a multiple of the chunk. Default: whole chunks in z "
                    "and a square in y, x of at most 64 MiB.")

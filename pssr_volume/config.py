@@ -96,9 +96,12 @@ class OutputConfig(Strict):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _shards_need_v3(self) -> OutputConfig:
+    def _version_limits(self) -> OutputConfig:
         if self.shard_shape is not None and self.ngff_version != "0.5":
             raise ValueError("--shard-shape needs NGFF 0.5 (zarr v3); NGFF 0.4 is unsharded")
+        if self.ngff_version == "0.4" and self.compression_level > 9:
+            raise ValueError(f"--compression-level {self.compression_level}: NGFF 0.4 chunks "
+                             "are gzip, whose levels are 0-9")
         return self
 
 

@@ -34,6 +34,7 @@ from pssr_volume.io.ome_zarr import (
     OutputLayout,
     check_output,
     check_paths,
+    chunk_codec,
     complete_output,
     open_output,
 )
@@ -115,7 +116,7 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
         "dtype": vol.dtype,
         "downsample": method,
         "ngff_version": c.ngff_version,
-        "compression": {"codec": "zstd", "level": c.compression_level},
+        "compression": {"codec": chunk_codec(c.ngff_version), "level": c.compression_level},
     }
     ident = fingerprint(settings)
     complete = check_output(out, resume=c.resume, overwrite=c.overwrite, fingerprint=ident,

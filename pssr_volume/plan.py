@@ -24,7 +24,7 @@ from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
-from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths
+from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths, chunk_codec
 from pssr_volume.io.stores import absolute
 from pssr_volume.model import ModelInfo, check_model, describe, model_info
 from pssr_volume.models import resolve_model
@@ -313,7 +313,8 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
                     "translation_nm": [round(t, 6) for t in lv.translation]} for lv in levels],
         "dtype": volume.dtype,
         "ngff_version": config.ngff_version,
-        "compression": {"codec": "zstd", "level": config.compression_level},
+        "compression": {"codec": chunk_codec(config.ngff_version),
+                        "level": config.compression_level},
         "device": device,
         "batch_size": config.batch_size,
         "nan_value": config.nan_value,

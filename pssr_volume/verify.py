@@ -1,11 +1,11 @@
 """``pssr-volume verify``: re-read every chunk of every level and name the damaged or missing.
 
-Every chunk of an NGFF 0.5 output carries a crc32c checksum, and every chunk is stored (also
-one whose voxels equal the fill value; see :mod:`pssr_volume.io.levels`), so a chunk that
-was zeroed, truncated, altered or deleted after it was written is found:
+Every chunk of an output carries a checksum (NGFF 0.5: crc32c; NGFF 0.4: gzip's CRC-32), and
+every chunk is stored (also one whose voxels equal the fill value; see
+:mod:`pssr_volume.io.levels`), so a chunk that was zeroed, truncated, altered or deleted
+after it was written is found:
 
-* *damaged*: it does not decode, or its checksum does not match (NGFF 0.4 chunks have no
-  checksum: there only what zstd cannot decode is found);
+* *damaged*: it does not decode, or its checksum does not match;
 * *missing*: it does not exist where data was written. In a finished output that is every
   chunk; in an unfinished one, the chunks of the tasks its journal records as done. An
   output written before chunks were always stored (its provenance lacks

@@ -133,7 +133,9 @@ def test_an_unfinished_output_expects_only_journaled_chunks(restored):
         ("missing", "0", "shard", (1, 1, 1))]
 
 
-def test_ngff04_chunks_missing_and_undecodable(tmp_path, models, cli):
+def test_ngff04_chunks_are_gzip_and_damage_is_found(tmp_path, models, cli):
+    """NGFF 0.4 chunks are gzip: its CRC-32 catches a single flipped bit, which a zstd chunk
+    without a checksum would decode silently (benchmarks/bench_chunk_codecs.py)."""
     inp = write_tiff(tmp_path / "in.tif", em_like((4, 32, 32), seed=52))
     args = ["--model", models["pointwise"], "--cluster", "sync", "--no-progress",
             "--block-shape", "1,128,128", "--chunk-shape", "1,64,64", "--levels", "2",
@@ -141,16 +143,35 @@ def test_ngff04_chunks_missing_and_undecodable(tmp_path, models, cli):
     out, ref = tmp_path / "out.ome.zarr", tmp_path / "ref.ome.zarr"
     for path in (out, ref):
         assert cli("run", inp, path, *args)[0] == 0
+    meta = json.loads((out / "0" / ".zarray").read_text())
+    assert meta["compressor"]["id"] == "gzip" and meta["filters"] is None
+    assert read_provenance(out)["settings"]["compression"]["codec"] == "gzip"
     _zero(out / "0" / "2" / "1" / "0")
+    flipped = out / "0" / "1" / "0" / "1"
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x10  # one bit inside the compressed stream
+    flipped.write_bytes(bytes(data))
     (out / "1" / "3" / "0" / "0").unlink()
     code, stdout, _ = cli("verify", out)
     assert code == 1
     lines = stdout.splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [
+        "damaged: level 0 chunk 1,0,1", "damaged: level 0 chunk 2,1,0",
+        "missing: level 1 chunk 3,0,0"], stdout
     assert re.fullmatch(r"damaged: level 0 chunk 2,1,0 \(0/2/1/0, voxels 2:3,64:128,0:64\): "
-                        r"[A-Z_]+: .*0/2/1/0.*", lines[0]), lines[0]
-    assert lines[1:] == ["missing: level 1 chunk 3,0,0 (1/3/0/0, voxels 3:4,0:64,0:64)"]
+                        r"[A-Z_]+: .*0/2/1/0.*", lines[1]), lines[1]
+    assert lines[2] == "missing: level 1 chunk 3,0,0 (1/3/0/0, voxels 3:4,0:64,0:64)"
     assert cli("run", inp, out, *args, "--resume", "--verify")[0] == 0
     assert levels(out) == levels(ref)
+
+
+def test_ngff04_compression_level_is_gzips(tmp_path, cli):
+    inp = write_tiff(tmp_path / "in.tif", em_like((2, 16, 16), seed=54))
+    code, _, err = cli("convert", inp, tmp_path / "c.ome.zarr", "--ngff-version", "0.4",
+                       "--compression-level", "12")
+    assert code == 2 and err.strip().splitlines() == [
+        "Error: --compression-level 12: NGFF 0.4 chunks are gzip, whose levels are 0-9"], err
+    assert not (tmp_path / "c.ome.zarr").exists()
 
 
 def test_convert_resume_verify(tmp_path):
