@@ -26,7 +26,7 @@ CPU_GFLOPS_PER_CORE = 46.0
 GPU_GFLOPS = 20_000.0
 # The engine's own work per CPU core (read, normalise, round, chunks, codec, pyramid) with a
 # model that costs nothing: benchmarks/bench_write.py (docs/PERFORMANCE.md).
-ENGINE_MVOX_PER_CORE = 70.0
+ENGINE_MVOX_PER_CORE = 118.0
 
 
 @dataclass(frozen=True)

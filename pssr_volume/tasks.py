@@ -14,6 +14,7 @@ from typing import cast
 
 import numpy as np
 
+from pssr_volume.allocator import tune_allocator
 from pssr_volume.blend import block_weights, reach
 from pssr_volume.blocks import (
     Box,
@@ -153,6 +154,7 @@ def _finish_block(job: Job, index: Index, values: np.ndarray,
 def process_block(job: Job, index: Index) -> tuple[Index, Times]:
     """``crop`` mode: predict one block and write the voxels it owns; returns the
     block and the seconds it spent per stage."""
+    tune_allocator()
     times: Times = {}
     block = job.grid.block_at(index)
     # on a GPU, round and clip there and copy back only the output bytes
@@ -165,6 +167,7 @@ def process_block(job: Job, index: Index) -> tuple[Index, Times]:
 def copy_block(job: Job, index: Index) -> tuple[Index, Times]:
     """A job without a network (``convert``): copy one block of the input unchanged and
     pool it into the levels it covers."""
+    tune_allocator()
     times: Times = {}
     block = job.grid.block_at(index)
     with _stage(times, "read"):
@@ -178,6 +181,7 @@ def copy_block(job: Job, index: Index) -> tuple[Index, Times]:
 def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
     """Blend modes: predict one block and cut its weighted prediction into the
     pieces that fall into each block it overlaps (itself included)."""
+    tune_allocator()
     grid = job.grid
     box, pred = predict_block(job, index)
     s = grid.scale
@@ -201,6 +205,7 @@ def pick(pieces: dict[Index, np.ndarray], index: Index) -> np.ndarray | None:
 def blend_write(job: Job, index: Index, sources: Sequence[Index],
                 *pieces: np.ndarray | None) -> tuple[Index, Times]:
     """Blend modes: sum the weighted pieces for block ``index`` and write it."""
+    tune_allocator()
     block = job.grid.block_at(index)
     total = np.zeros(box_shape(block.write), np.float32)
     origin = tuple(a for a, _ in block.write)
@@ -216,6 +221,7 @@ def blend_write(job: Job, index: Index, sources: Sequence[Index],
 
 def pyramid_task(job: Job, stage: int, region: Box) -> tuple[Box, Times]:
     """Later pyramid stage: read the source level, pool, write levels of the stage."""
+    tune_allocator()
     times: Times = {}
     st = job.stages[stage]
     assert st.source is not None  # only stage 0 reads the network; later stages read a level

@@ -41,6 +41,25 @@ def test_downsample_means_and_rounds():
     assert downsample(f, (2, 2, 2))[0, 0, 0] == pytest.approx(f[:2, :2, :2].mean(), rel=1e-6)
 
 
+@pytest.mark.parametrize("factors", [(1, 2, 2), (2, 2, 2), (1, 1, 2), (2, 1, 2), (2, 2, 1)])
+@pytest.mark.parametrize("shape", [(3, 5, 7), (2, 6, 8), (1, 1, 1), (4, 9, 2)])
+def test_mean_pooling_of_uint8_equals_the_rounded_float_mean(shape, factors):
+    """uint8 takes a faster path (x pairs summed as uint16 words); every layout it may
+    meet, contiguous, a cropped view, an x-strided view, must give the rounded mean."""
+    rng = np.random.default_rng(sum(shape) * 10 + sum(factors))
+    full = rng.integers(0, 256, (shape[0] + 1, shape[1] + 2, 2 * shape[2] + 3), dtype=np.uint8)
+    full[0, :2, :4] = 255  # the largest sums: no overflow
+    views = [np.ascontiguousarray(full[: shape[0], : shape[1], : shape[2]]),
+             full[1:, 1 : shape[1] + 1, 1 : shape[2] + 1], full[1:, 2:, 1 : 2 * shape[2] : 2]]
+    for a in views:
+        pad = [(0, -n % f) for n, f in zip(a.shape, factors)]
+        e = np.pad(a.astype(np.float64), pad, mode="edge")
+        z, y, x = e.shape
+        fz, fy, fx = factors
+        mean = e.reshape(z // fz, fz, y // fy, fy, x // fx, fx).mean(axis=(1, 3, 5))
+        np.testing.assert_array_equal(downsample(a, factors), np.floor(mean + 0.5))
+
+
 @pytest.mark.parametrize(("shape", "voxel", "block", "chunk"), [
     ((4, 768, 640), (50.0, 4.6, 4.6), (4, 256, 256), (4, 256, 256)),
     ((4, 768, 640), (50.0, 4.6, 4.6), (4, 1024, 1024), (4, 256, 256)),

@@ -1,0 +1,42 @@
+"""The C allocator settings of a process that runs block tasks.
+
+A block task allocates the same large arrays again and again: the network's float32 output
+(128 MiB for a default block), the stored voxels, the pooled levels, and many slabs of a
+megabyte or less while finishing them. glibc gives every allocation of 128 KiB or more its
+own ``mmap`` and returns it on ``free``, and Dask's nanny starts workers with
+``MALLOC_TRIM_THRESHOLD_=65536``, which also fixes that threshold: so every slab is mapped,
+faulted in page by page, zeroed by the kernel and unmapped again. On this CPU that was about
+40 % of the time spent finishing a block (benchmarks/bench_write.py, docs/PERFORMANCE.md).
+
+:func:`tune_allocator` raises the mmap threshold to its maximum (32 MiB) and lets up to
+:data:`KEEP_BYTES` of freed memory stay with the process, so the slabs and pooled arrays are
+reused without page faults. It changes glibc's settings through ``mallopt``, once per
+process, and does nothing where the C library is not glibc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's upper limit on 64-bit systems
+KEEP_BYTES = 256 << 20  # freed memory kept for reuse before it is returned to the system
+
+
+@functools.cache
+def tune_allocator() -> bool:
+    """Apply the settings above to this process; ``True`` where glibc took them."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): keep its defaults
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
