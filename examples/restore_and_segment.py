@@ -16,12 +16,16 @@ x4 with the PSSR EM crappifier; without ../shared, the synthetic EM-like demo vo
     python examples/restore_and_segment.py                       # the bundled EM model
     python examples/restore_and_segment.py --model my.safetensors --out work/
     python examples/restore_and_segment.py \
-        --hr ../shared/data/holdout_drosophila_vnc_sstem_stack2/raw
+        --hr ../shared/data/holdout_drosophila_vnc_sstem_stack2/raw --json seg.json
+
+``--json`` also writes the scores (means and per section) as JSON: docs/results.sh's
+segmentation stage, read by docs/make_results.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for lr.tif and restored.ome.zarr (default: a temp folder)")
     parser.add_argument("--cluster", default="sync", help="as pssr-volume run --cluster")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the scores (means and per section) to this JSON file")
     args = parser.parse_args(argv)
     try:
         model = resolve_model(args.model)
@@ -129,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         # 2. hand the OME-Zarr to the pipeline: lazy, with physical coordinates
         restored = pssr_volume.open_ome_zarr(out)  # level 0, dims (z, y, x), nm
         step = float(restored.x[1] - restored.x[0])
-        print(f"restored: {dict(restored.sizes)}, pixel {step:.2f} nm, "
-              f"model {restored.attrs['pssr_volume']['model']['name']}")
+        model_name = restored.attrs["pssr_volume"]["model"]["name"]
+        print(f"restored: {dict(restored.sizes)}, pixel {step:.2f} nm, model {model_name}")
         bicubic = np.stack([
             np.clip(resize(s.astype(np.float32), restored.shape[1:], order=3), 0, 255)
             for s in lr])
@@ -147,6 +153,16 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     print(f"  {'input upsampling':<16} {'adapted Rand error':>19} {'VI (split+merge)':>17}")
     for name, (are, vi) in summary.items():
         print(f"  {name:<16} {are:>19.3f} {vi:>17.3f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "data": what, "hr": str(args.hr) if args.hr else None, "sections": len(hr),
+            "side": args.side, "preset": "pssr-em", "scale": SCALE, "model": model_name,
+            "model_file": str(model), "lower_is_better": ["adapted_rand_error", "vi"],
+            "methods": {k: {"adapted_rand_error": summary[k][0], "vi": summary[k][1],
+                            "sections": [{"adapted_rand_error": a, "vi": v} for a, v in r]}
+                        for k, r in results.items()}}, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return summary
 
 

@@ -147,3 +147,18 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return code, captured.out, captured.err
 
     return call
+
+
+def check_journal_round_trip(out: str) -> None:
+    """The journal of an output on an object store: marks, reads back, replaces, removes."""
+    from pssr_volume import objects
+    from pssr_volume.journal import Journal
+
+    journal = Journal(out)
+    for k in ("block 0 0 0", "block 0 0 1", "pyramid 1 0:1,0:8,0:8"):
+        journal.mark(k)
+    assert journal.done() == {"block 0 0 0", "block 0 0 1", "pyramid 1 0:1,0:8,0:8"}
+    journal.replace({"block 0 0 1"})
+    assert journal.done() == {"block 0 0 1"}
+    journal.remove()
+    assert journal.done() == set() and not objects.names(f"{out}/.pssr-volume")

@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import em_like, write_tiff
+from conftest import check_journal_round_trip, em_like, write_tiff
 from test_object_storage import ARGS, _inputs, keys, level_bytes, ok, one_line, upload
 
 from pssr_volume import objects
 from pssr_volume.errors import PssrError
 from pssr_volume.filesystems import filesystem
 from pssr_volume.io.stores import zarr_store
-from pssr_volume.journal import Journal
 from pssr_volume.lease import Lease, hold, lease_url, read_holder
 from pssr_volume.urls import kvstore_spec
 
@@ -205,14 +204,7 @@ def test_lease_heartbeat_breaking_and_journal_on_gs(gs):
             lease_url(out), b'{"host": "x"}', holder.version)
         assert not lease.refresh() and lease.lost is not None
         objects.delete(lease_url(out))
-    journal = Journal(out)
-    for k in ("block 0 0 0", "block 0 0 1", "pyramid 1 0:1,0:8,0:8"):
-        journal.mark(k)
-    assert journal.done() == {"block 0 0 0", "block 0 0 1", "pyramid 1 0:1,0:8,0:8"}
-    journal.replace({"block 0 0 1"})
-    assert journal.done() == {"block 0 0 1"}
-    journal.remove()
-    assert journal.done() == set() and not objects.names(f"{out}/.pssr-volume")
+    check_journal_round_trip(out)
 
 
 def test_a_second_writer_on_a_gs_output_is_refused(tmp_path, models, gs, cli):

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorstore as ts
 import zarr
-from conftest import em_like, write_tiff
+from conftest import check_journal_round_trip, em_like, write_tiff
 
 from pssr_volume import objects
 from pssr_volume.filesystems import filesystem
@@ -292,14 +292,7 @@ def test_lease_and_journal_objects(s3):
             f"{out}/.pssr-volume/lease.json", b'{"host": "x"}', holder.version)
         assert not lease.refresh() and lease.lost is not None
         objects.delete(f"{out}/.pssr-volume/lease.json")
-    journal = Journal(out)
-    for k in ("block 0 0 0", "block 0 0 1", "pyramid 1 0:1,0:8,0:8"):
-        journal.mark(k)
-    assert journal.done() == {"block 0 0 0", "block 0 0 1", "pyramid 1 0:1,0:8,0:8"}
-    journal.replace({"block 0 0 1"})
-    assert journal.done() == {"block 0 0 1"}
-    journal.remove()
-    assert journal.done() == set() and not objects.names(f"{out}/.pssr-volume")
+    check_journal_round_trip(out)
 
 
 def test_unsupported_urls_missing_inputs_and_unreachable_stores_are_one_line(
