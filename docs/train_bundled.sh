@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Training of the bundled models (pssr_volume/models/), on the training folders only. On a
-# 2-core CPU with native bf16 the two run side by side, one thread each.
+# 2-core CPU with native bf16 the two run side by side, one thread each (THREADS=2 for one alone;
+# a resumed run may change it).
 #
 #   bash docs/train_bundled.sh iso      # pssr-em-x4-iso: 3 sections in, FIB-SEM (10 nm)
 #   SSIM_WEIGHT=0.2 bash docs/train_bundled.sh 2d   # pssr-em-x4: 2-D, ssTEM and FIB-SEM (4-10 nm)
@@ -12,7 +13,7 @@ D=${PSSR_DATA:-../shared/data}
 OUT=${OUT:-results/train}
 which=${1:?iso or 2d}
 common=(--noise-aware --crappifier mix --batch-size 16 --tile 192 --lr 1e-3 --val-tiles 48
-        --seed 1 --threads 1 --loss ssim --amp bf16 --no-progress)
+        --seed 1 --threads "${THREADS:-1}" --loss ssim --amp bf16 --no-progress)
 
 train() {  # folder, then flags
   local out=$1; shift
