@@ -32,16 +32,21 @@ OUT = ROOT / "docs" / "images" / "before_after.png"
 
 
 def main(section: int = 10, y: int = 400, x: int = 560, size: int = 256) -> None:
-    hr = tifffile.imread(DATA / f"{section:02d}.tif")[y : y + size, x : x + size]
-    lr = get_preset("pssr-em")(hr / 255.0, np.random.default_rng(0))
-    lr = np.clip(np.rint(lr * 255), 0, 255).astype(np.uint8)
+    # the whole section is degraded and restored, as a user would (the noise is estimated on
+    # the whole input); the panels show one region of it
+    full = tifffile.imread(DATA / f"{section:02d}.tif")
+    lr_full = get_preset("pssr-em")(full / 255.0, np.random.default_rng(0))
+    lr_full = np.clip(np.rint(lr_full * 255), 0, 255).astype(np.uint8)
+    hr = full[y : y + size, x : x + size]
+    lr = lr_full[y // 4 : (y + size) // 4, x // 4 : (x + size) // 4]
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "lr.tif"
-        tifffile.imwrite(inp, lr[None], imagej=True, resolution=(1 / 18.4, 1 / 18.4),
+        tifffile.imwrite(inp, lr_full[None], imagej=True, resolution=(1 / 18.4, 1 / 18.4),
                          metadata={"spacing": 50.0, "unit": "nm", "axes": "ZYX"})
         run(RunConfig(input=inp, output=Path(tmp) / "out.ome.zarr", cluster="sync",
                       progress=False))
-        restored = zarr.open_array(str(Path(tmp) / "out.ome.zarr" / "0"), mode="r")[0]
+        restored = zarr.open_array(str(Path(tmp) / "out.ome.zarr" / "0"), mode="r")[
+            0, y : y + size, x : x + size]
     bicubic = np.clip(ndimage.zoom(lr.astype(float), 4, order=3), 0, 255)
     panels = [
         (np.kron(lr, np.ones((4, 4))), "input, 18.4 nm pixels"),
