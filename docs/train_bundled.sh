@@ -30,10 +30,11 @@ if [ "$which" = iso ]; then
     --architecture pssr-fast --in-slices 3 --steps 8000 --val-every 500
 else
   w=${SSIM_WEIGHT:-0.2}
-  train "$OUT/pssr-em-x4-w$w" "$D/drosophila_vnc_sstem_stack1/raw" \
+  # WIDTH=64 (54 GFLOP per output Mpx, 2.5 M parameters) trains into ...-w$w-width64
+  train "$OUT/pssr-em-x4-w$w${WIDTH:+-width$WIDTH}" "$D/drosophila_vnc_sstem_stack1/raw" \
     "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
     "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
     "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" --name pssr-em-x4 \
     --architecture "${ARCH:-pssr-fast}" --steps "${STEPS:-30000}" --val-every 1000 \
-    --ssim-weight "$w"
+    --ssim-weight "$w" ${WIDTH:+--arch-arg "width=$WIDTH"}
 fi
