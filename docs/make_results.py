@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import shutil
@@ -28,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import make_design_table  # noqa: E402  (docs/make_design_table.py)
 
+from pssr_volume.model import file_sha256  # noqa: E402
 from pssr_volume.models import bundled_model_path  # noqa: E402
 
 M2D, MISO = "pssr-em-x4", "pssr-em-x4-iso"
@@ -63,7 +63,7 @@ def keep(src: Path, docs: Path, name: str) -> None:
 
 
 def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "-"
+    return file_sha256(p) if p.is_file() else "-"
 
 
 def gain(case: Res, m: str) -> tuple[float, float]:

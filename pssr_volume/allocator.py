@@ -17,7 +17,6 @@ process, and does nothing where the C library is not glibc.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
@@ -29,13 +28,9 @@ KEEP_BYTES = 256 << 20  # freed memory kept for reuse before it is returned to t
 @functools.cache
 def tune_allocator() -> bool:
     """Apply the settings above to this process; ``True`` where glibc took them."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): keep its defaults
+    try:  # the C library already loaded into this process: no search for it on disk
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # no mallopt (macOS, Windows): defaults
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)

@@ -115,7 +115,8 @@ def create_output(path: Location, levels: tuple[Level, ...], chunk: tuple[int, i
         else:
             group.create_array(
                 lv.path, shape=lv.shape, chunks=chunk, dtype=dtype, fill_value=0,
-                compressors=numcodecs.GZip(level=compression_level),
+                compressors=numcodecs.get_codec(
+                    {"id": chunk_codec(ngff_version), "level": compression_level}),
                 chunk_key_encoding={"name": "v2", "separator": "/"},
             )
     datasets = [
