@@ -43,7 +43,8 @@ def bicubic(lr: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     hr = np.stack([tifffile.imread(DATA / f"{z:02d}.tif") for z in (18, 19)]).astype(np.float32)
-    clean = Pipeline((Downsample(4, "bilinear"),))(hr / 255, np.random.default_rng(0)) * 255
+    down = Pipeline(steps=(Downsample(factor=4, method="bilinear"),))
+    clean = down(hr / 255, np.random.default_rng(0)) * 255
     for preset in ("pssr-em", "pssr2"):
         lr = get_preset(preset)(hr / 255, np.random.default_rng(0))
         lr = np.clip(np.rint(lr * 255), 0, 255)

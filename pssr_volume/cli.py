@@ -136,7 +136,8 @@ def run(verify: bool, **kwargs: Any) -> None:
                    + ("noise-aware." if default(TrainConfig, "noise_input") else "blind."))
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from this model's weights (a bundled model's name or a file): "
-                   "fine-tuning. Its architecture and inputs are used.")
+                   "fine-tuning. Its architecture and inputs are used; a pssr-fast model may "
+                   "be deepened (--arch-arg blocks=N, the new blocks start as the identity).")
 @click.option("--scale", type=int, default=None,
               help=f"Upsampling factor in y and x. Default: {default(TrainConfig, 'scale')}.")
 @click.option("--crappifier", default=default(TrainConfig, "crappifier"), show_default=True,

@@ -193,6 +193,37 @@ def test_init_fine_tunes_from_a_model_and_adopts_its_network(tmp_path, cli):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
 
+def test_init_deepens_a_fast_model_from_exactly_its_output(tmp_path, cli):
+    """``--init M --arch-arg blocks=N`` (pssr-fast): M's blocks keep their weights, the new
+    ones start as the identity, so the deeper network starts from M's output; other
+    changes to the network stay refused."""
+    import torch
+
+    _, hr = make_demo_volume((12, 16, 16), seed=9)
+    inp = write_tiff(tmp_path / "hr.tif", hr, voxel=(50.0, 4.6, 4.6))
+    tiny = ("--batch-size", "2", "--tile", "48", "--val-tiles", "2", "--threads", "1",
+            "--no-progress")
+    code, _, err = cli("train", inp, "--out", tmp_path / "base", "--arch-arg", "width=4",
+                       "--noise-aware", "--steps", "3", "--val-every", "3", *tiny)
+    assert code == 0, err
+    base = tmp_path / "base" / "model.safetensors"
+    code, _, err = cli("train", inp, "--out", tmp_path / "deep", "--init", base,
+                       "--arch-arg", "width=4", "--arch-arg", "blocks=3", "--steps", "1",
+                       "--val-every", "1", "--lr", "1e-12", *tiny)
+    assert code == 0, err
+    cfg_a, a = load_model(base)
+    cfg_b, b = load_model(tmp_path / "deep" / "model.safetensors")
+    assert cfg_b.arch_args == {"width": 4, "blocks": 3} and cfg_b.noise_input
+    assert sum(p.numel() for p in b.parameters()) > sum(p.numel() for p in a.parameters())
+    x = torch.rand(2, cfg_a.in_channels, 32, 32)
+    with torch.inference_mode():
+        assert float((a(x) - b(x)).abs().max()) < 1e-5
+    code, _, err = cli("train", inp, "--out", tmp_path / "wide", "--init", base,
+                       "--arch-arg", "width=8", "--arch-arg", "blocks=2", "--steps", "1", *tiny)
+    assert code == 2 and "arch_args" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "wide").exists()
+
+
 @pytest.mark.parametrize(("make_bad", "message"), [
     (lambda p: p.write_bytes(b"not a model"), "not a pssr-volume model file"),
     (lambda p: p.write_bytes(p.read_bytes()[:-100]), "model"),

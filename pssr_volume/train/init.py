@@ -2,19 +2,25 @@
 
 The model (a bundled model's name or a file) fixes the network: its architecture, arguments,
 scale, input sections and noise input are adopted; flags given on the command line that
-disagree with them are refused in one line.
+disagree with them are refused in one line. One change is allowed: a deeper ``pssr-fast``
+(``--arch-arg blocks=N``, more residual blocks per level than the model has). Its first
+blocks take the model's weights and the new ones start as the identity (their last
+convolution zero), so training starts from exactly the model's output.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from pssr_volume.config import ModelConfig, TrainConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.model import check_model, load_model
 from pssr_volume.models import resolve_model
+from pssr_volume.nets.fast import ResBlock
 
 _ADOPTED = ("architecture", "arch_args", "scale", "in_slices", "noise_input")
 
@@ -26,14 +32,50 @@ def initial_model(value: str | Path) -> tuple[ModelConfig, nn.Module]:
     return load_model(path)
 
 
+def _deepens(mine: dict[str, Any], theirs: dict[str, Any], architecture: str) -> bool:
+    """Whether ``mine`` is ``theirs`` with more residual blocks per level (pssr-fast)."""
+    if architecture != "pssr-fast":
+        return False
+    rest = {k: v for k, v in mine.items() if k != "blocks"}
+    if rest != {k: v for k, v in theirs.items() if k != "blocks"}:
+        return False
+    more, fewer = mine.get("blocks", 1), theirs.get("blocks", 1)
+    return isinstance(more, int) and isinstance(fewer, int) and more > fewer
+
+
 def adopt(cfg: TrainConfig, model: ModelConfig) -> TrainConfig:
     """``cfg`` with the network settings of ``model``; refused if the command line set one
-    of them to something else."""
+    of them to something else (except a deeper pssr-fast, see the module docstring)."""
+    adopted = {f: getattr(model, f) for f in _ADOPTED}
     for field in _ADOPTED:
         mine, theirs = getattr(cfg, field), getattr(model, field)
-        if field in cfg.model_fields_set and mine != theirs:
-            flag = "--" + field.replace("_", "-")
-            raise PssrError(f"--init model {model.name!r} has {field} {theirs!r}, but {flag} "
-                            f"asks for {mine!r}; leave it out to fine-tune")
+        if field not in cfg.model_fields_set or mine == theirs:
+            continue
+        if field == "arch_args" and _deepens(mine, theirs, model.architecture):
+            adopted[field] = mine
+            continue
+        flag = "--" + field.replace("_", "-")
+        raise PssrError(f"--init model {model.name!r} has {field} {theirs!r}, but {flag} "
+                        f"asks for {mine!r}; leave it out to fine-tune")
     # validated again: e.g. a noise-aware model needs tiles large enough for the estimate
-    return TrainConfig(**{**cfg.model_dump(), **{f: getattr(model, f) for f in _ADOPTED}})
+    return TrainConfig(**{**cfg.model_dump(), **adopted})
+
+
+def load_initial_weights(module: nn.Module, init: nn.Module) -> None:
+    """Copy ``init``'s weights into ``module``; residual blocks ``init`` lacks become the
+    identity. Anything else that does not match is refused."""
+    src, dst = init.state_dict(), module.state_dict()
+    odd = [k for k, v in src.items() if k not in dst or dst[k].shape != v.shape]
+    new = {k for k in dst if k not in src}
+    for name, block in module.named_modules():
+        keys = {f"{name}.{k}" for k in block.state_dict()}
+        if isinstance(block, ResBlock) and keys <= new:
+            with torch.no_grad():
+                block.conv2.weight.zero_()
+                if block.conv2.bias is not None:
+                    block.conv2.bias.zero_()
+            new -= keys
+    if odd or new:
+        raise PssrError(f"the --init model's weights do not fit the network: "
+                        f"{sorted(odd or new)[0]}")
+    module.load_state_dict(src, strict=False)

@@ -26,7 +26,7 @@ from pssr_volume.train.data import (
     pixel_sizes,
     validation_set,
 )
-from pssr_volume.train.init import adopt, initial_model
+from pssr_volume.train.init import adopt, initial_model, load_initial_weights
 from pssr_volume.train.losses import loss_fn
 from pssr_volume.train.reports import write_reports
 from pssr_volume.train.validation import (
@@ -73,7 +73,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
     )
     module = build(model_cfg)
     if init is not None:
-        module.load_state_dict(init[1].state_dict())
+        load_initial_weights(module, init[1])
     # channels-last: oneDNN's (and cuDNN's) fast convolution layout, ~10 % a step on CPU
     module = module.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
