@@ -5,14 +5,13 @@
 #
 #   bash docs/train_bundled.sh iso      # pssr-em-x4-iso: 3 sections in, FIB-SEM (10 nm)
 #   SSIM_WEIGHT=0.2 bash docs/train_bundled.sh 2d   # pssr-em-x4: 2-D, ssTEM and FIB-SEM (4-10 nm)
-#   bash docs/train_bundled.sh deep     # the 2d run's model deepened and fine-tuned (after 2d)
 # The 2-D model's loss is L1-led (0.2 (1 - SSIM) + 0.8 L1: an SSIM-led loss cost about 0.4 dB
 # of hold-out PSNR at equal budget, L1 alone most of the SSIM gain; benchmarks/compare_designs.sh).
 # A run that was stopped continues from its checkpoint (--resume), to the same result.
 set -euo pipefail
 D=${PSSR_DATA:-../shared/data}
 OUT=${OUT:-results/train}
-which=${1:?iso, 2d or deep}
+which=${1:?iso or 2d}
 common=(--noise-aware --crappifier mix --batch-size 16 --tile 192 --val-tiles 48
         --threads "${THREADS:-1}" --loss ssim --amp bf16 --no-progress)
 
@@ -25,20 +24,7 @@ train() {  # folder, then flags
   fi
 }
 
-if [ "$which" = deep ]; then
-  # The 2-D model deepened: the 2d run's selected model with twice the residual blocks per
-  # level (56 GFLOP per output Mpx; the new blocks start as the identity), fine-tuned with a
-  # lower SSIM weight (SSIM_WEIGHT, default 0.05) for STEPS (default 8000) at lr 3e-4.
-  w=${SSIM_WEIGHT:-0.05}
-  base="$OUT/pssr-em-x4-w0.2/model.safetensors"
-  [ -f "$base" ] || { echo "train the 2d model first: $base is missing" >&2; exit 2; }
-  train "$OUT/pssr-em-x4-deep-w$w" "$D/drosophila_vnc_sstem_stack1/raw" \
-    "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
-    "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
-    "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" --name pssr-em-x4 \
-    --init "$base" --arch-arg blocks=2 --steps "${STEPS:-8000}" --val-every 500 \
-    --ssim-weight "$w" --lr 3e-4 --seed 2
-elif [ "$which" = iso ]; then
+if [ "$which" = iso ]; then
   train "$OUT/pssr-em-x4-iso" "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
     "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" --name pssr-em-x4-iso \
     --architecture pssr-fast --in-slices 3 --steps 8000 --val-every 500 --lr 1e-3 --seed 1

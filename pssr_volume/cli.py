@@ -146,9 +146,10 @@ def run(verify: bool, **kwargs: Any) -> None:
 @click.option("--loss", type=choices(TrainConfig, "loss"), default=default(TrainConfig, "loss"),
               show_default=True,
               help="ssim: W (1 - SSIM) + (1 - W) L1 (W: --ssim-weight), SSIM as the "
-                   "evaluation computes it.")
+                   "evaluation computes it; mse-ssim: the same with MSE for L1.")
 @click.option("--ssim-weight", type=float, default=default(TrainConfig, "ssim_weight"),
-              show_default=True, help="W of --loss ssim: 0.8 SSIM-led, 0.2 about balanced.")
+              show_default=True, help="W of --loss ssim (0.8 SSIM-led, 0.2 about "
+              "balanced) and mse-ssim (balanced near 0.01-0.02).")
 @click.option("--batch-size", type=int, default=default(TrainConfig, "batch_size"),
               show_default=True)
 @click.option("--tile", type=int, default=default(TrainConfig, "tile"), show_default=True,

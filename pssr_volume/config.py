@@ -269,8 +269,9 @@ class TrainConfig(Strict):
     threads: int = Field(0, ge=0)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     workers: int = Field(0, ge=0)
-    loss: Literal["l1", "mse", "ssim"] = "l1"
-    ssim_weight: float = Field(0.8, ge=0, le=1)  # loss "ssim": w (1 - SSIM) + (1 - w) L1
+    loss: Literal["l1", "mse", "ssim", "mse-ssim"] = "l1"
+    # loss "ssim": w (1 - SSIM) + (1 - w) L1; "mse-ssim": w (1 - SSIM) + (1 - w) MSE
+    ssim_weight: float = Field(0.8, ge=0, le=1)
 
     @field_validator("inputs")
     @classmethod

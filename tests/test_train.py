@@ -150,6 +150,26 @@ def test_training_ssim_is_the_evaluation_ssim():
     assert got == pytest.approx(ssim(a, b, 1.0), abs=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["ssim", "mse-ssim"])
+def test_ssim_mixes_weigh_ssim_against_their_pixel_loss(kind):
+    """w (1 - SSIM) + (1 - w) P, P the mean absolute (ssim) or squared (mse-ssim) error, with
+    SSIM as the evaluation computes it."""
+    import numpy as np
+    import torch
+
+    from pssr_volume.metrics import ssim
+    from pssr_volume.train.losses import loss_fn
+
+    rng = np.random.default_rng(1)
+    a = rng.random((40, 52))
+    b = np.clip(a + rng.normal(0, 0.2, a.shape), 0, 1)
+    err = np.abs(a - b) if kind == "ssim" else (a - b) ** 2
+    for w in (0.0, 0.02, 1.0):
+        got = loss_fn(kind, torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], w)
+        want = w * (1 - ssim(a, b, 1.0)) + (1 - w) * err.mean()
+        assert float(got) == pytest.approx(want, abs=1e-6)
+
+
 def test_ssim_loss_trains(tmp_path, cli):
     _, hr = make_demo_volume((12, 24, 24), seed=4)
     inp = write_tiff(tmp_path / "hr.tif", hr, voxel=(50.0, 4.6, 4.6))
