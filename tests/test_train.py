@@ -227,13 +227,14 @@ def test_init_deepens_a_fast_model_from_exactly_its_output(tmp_path, cli):
                        "--noise-aware", "--steps", "3", "--val-every", "3", *tiny)
     assert code == 0, err
     base = tmp_path / "base" / "model.safetensors"
+    # depth=2 is pssr-fast's default: spelled out, it is no change
     code, _, err = cli("train", inp, "--out", tmp_path / "deep", "--init", base,
-                       "--arch-arg", "width=4", "--arch-arg", "blocks=3", "--steps", "1",
-                       "--val-every", "1", "--lr", "1e-12", *tiny)
+                       "--arch-arg", "width=4", "--arch-arg", "depth=2", "--arch-arg", "blocks=3",
+                       "--steps", "1", "--val-every", "1", "--lr", "1e-12", *tiny)
     assert code == 0, err
     cfg_a, a = load_model(base)
     cfg_b, b = load_model(tmp_path / "deep" / "model.safetensors")
-    assert cfg_b.arch_args == {"width": 4, "blocks": 3} and cfg_b.noise_input
+    assert cfg_b.arch_args == {"width": 4, "depth": 2, "blocks": 3} and cfg_b.noise_input
     assert sum(p.numel() for p in b.parameters()) > sum(p.numel() for p in a.parameters())
     x = torch.rand(2, cfg_a.in_channels, 32, 32)
     with torch.inference_mode():
@@ -242,6 +243,26 @@ def test_init_deepens_a_fast_model_from_exactly_its_output(tmp_path, cli):
                        "--arch-arg", "width=8", "--arch-arg", "blocks=2", "--steps", "1", *tiny)
     assert code == 2 and "arch_args" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "wide").exists()
+
+
+def test_init_arch_args_compare_with_the_architecture_defaults(tmp_path):
+    from pssr_volume.config import ModelConfig, TrainConfig
+    from pssr_volume.errors import PssrError
+    from pssr_volume.train.init import adopt
+
+    model = ModelConfig(name="m", architecture="pssr-fast", arch_args={"width": 8, "blocks": 2})
+
+    def cfg(**args):
+        return TrainConfig(inputs=(tmp_path / "hr.tif",), out=tmp_path / "o", arch_args=args)
+
+    same = cfg(width=8, blocks=2, depth=2)  # depth 2 is pssr-fast's default
+    assert adopt(same, model).arch_args == {"width": 8, "blocks": 2}
+    assert adopt(cfg(width=8, blocks=3), model).arch_args == {"width": 8, "blocks": 3}
+    # another depth, another width, fewer blocks (width 8 alone: the default, 1)
+    for changed in ({"width": 8, "blocks": 2, "depth": 3}, {"width": 16, "blocks": 3},
+                    {"width": 8}):
+        with pytest.raises(PssrError, match="arch_args"):
+            adopt(cfg(**changed), model)
 
 
 @pytest.mark.parametrize(("make_bad", "message"), [

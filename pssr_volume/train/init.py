@@ -10,6 +10,7 @@ convolution zero), so training starts from exactly the model's output.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pssr_volume.errors import PssrError
 from pssr_volume.model import check_model, load_model
 from pssr_volume.models import resolve_model
 from pssr_volume.nets.fast import ResBlock
+from pssr_volume.nets.registry import architectures
 
 _ADOPTED = ("architecture", "arch_args", "scale", "in_slices", "noise_input")
 
@@ -32,14 +34,27 @@ def initial_model(value: str | Path) -> tuple[ModelConfig, nn.Module]:
     return load_model(path)
 
 
+def _with_defaults(architecture: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` completed with the architecture's own defaults (``width=48`` given or left
+    out is the same network)."""
+    cls = architectures().get(architecture)
+    if cls is None:
+        return args
+    fixed = ("scale", "in_slices", "extra_channels")  # set from the model config, not args
+    defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()
+                if p.default is not inspect.Parameter.empty and k not in fixed}
+    return {**defaults, **args}
+
+
 def _deepens(mine: dict[str, Any], theirs: dict[str, Any], architecture: str) -> bool:
     """Whether ``mine`` is ``theirs`` with more residual blocks per level (pssr-fast)."""
     if architecture != "pssr-fast":
         return False
+    mine, theirs = _with_defaults(architecture, mine), _with_defaults(architecture, theirs)
     rest = {k: v for k, v in mine.items() if k != "blocks"}
     if rest != {k: v for k, v in theirs.items() if k != "blocks"}:
         return False
-    more, fewer = mine.get("blocks", 1), theirs.get("blocks", 1)
+    more, fewer = mine["blocks"], theirs["blocks"]
     return isinstance(more, int) and isinstance(fewer, int) and more > fewer
 
 
@@ -51,6 +66,9 @@ def adopt(cfg: TrainConfig, model: ModelConfig) -> TrainConfig:
         mine, theirs = getattr(cfg, field), getattr(model, field)
         if field not in cfg.model_fields_set or mine == theirs:
             continue
+        if field == "arch_args" and (_with_defaults(model.architecture, mine)
+                                     == _with_defaults(model.architecture, theirs)):
+            continue  # the same network, spelled with or without its defaults
         if field == "arch_args" and _deepens(mine, theirs, model.architecture):
             adopted[field] = mine
             continue
