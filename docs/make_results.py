@@ -348,7 +348,9 @@ validation split; no hold-out data). "selected" is the step a run's selection ru
 (on its validation tiles, the mean over the three presets of PSNR gain / 1.5 dB + SSIM gain /
 0.05); "last step" is the run's final weights (`benchmarks/checkpoint_model.py`). On these
 sections the bundled model scores 0.06 dB more on `pssr-em` than on the hold-out, so the
-hold-out target of +0.7 dB needs about +0.76 here.
+hold-out target of +0.7 dB needs about +0.76 here. (`deep-w0.05` was started from a deepened
+copy of the model made outside the CLI: its new blocks' first convolutions had another random
+initialisation than the script's seeded one.)
 """
 
 WHAT3 = """
