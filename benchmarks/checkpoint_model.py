@@ -12,7 +12,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from pssr_volume.model import load_model, save_model
-from pssr_volume.train.checkpoint import CHECKPOINT
+from pssr_volume.train.checkpoint import CHECKPOINT, model_weights
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     args = ap.parse_args()
     config, module = load_model(args.run / "model.safetensors")
     tensors = load_file(str(args.run / CHECKPOINT))
-    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    module.load_state_dict(model_weights(tensors))
     save_model(args.out, module, config)
     print(f"wrote {args.out}")
 

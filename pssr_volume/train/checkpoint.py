@@ -74,6 +74,11 @@ def _saved(saved: dict[str, Any], key: str) -> Any:
     return json.loads(json.dumps(field.get_default(call_default_factory=True), default=str))
 
 
+def model_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's state dict among a checkpoint's tensors (its ``model.*`` entries)."""
+    return {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def load_checkpoint(out: Path, cfg: TrainConfig, module: torch.nn.Module,
                     opt: torch.optim.Optimizer, sched: Any, scaler: Any) -> State:
     """Restore a run from :func:`save_checkpoint`'s files (``weights_only`` semantics:
@@ -94,7 +99,7 @@ def load_checkpoint(out: Path, cfg: TrainConfig, module: torch.nn.Module,
     if tensors.get("rng.torch") is None or int(doc["step"]) != step:
         raise PssrError(f"--resume: {out / CHECKPOINT} (step {step}) does not match "
                         f"{out / STATE} (step {doc['step']})")
-    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    module.load_state_dict(model_weights(tensors))
     opt_state: dict[str, Any] = {"state": {}, "param_groups": doc["optimizer_param_groups"]}
     for k, v in tensors.items():
         if k.startswith("optim."):

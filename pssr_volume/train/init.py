@@ -47,10 +47,10 @@ def _with_defaults(architecture: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deepens(mine: dict[str, Any], theirs: dict[str, Any], architecture: str) -> bool:
-    """Whether ``mine`` is ``theirs`` with more residual blocks per level (pssr-fast)."""
+    """Whether ``mine`` is ``theirs`` with more residual blocks per level (pssr-fast; both
+    completed with the defaults)."""
     if architecture != "pssr-fast":
         return False
-    mine, theirs = _with_defaults(architecture, mine), _with_defaults(architecture, theirs)
     rest = {k: v for k, v in mine.items() if k != "blocks"}
     if rest != {k: v for k, v in theirs.items() if k != "blocks"}:
         return False
@@ -66,12 +66,14 @@ def adopt(cfg: TrainConfig, model: ModelConfig) -> TrainConfig:
         mine, theirs = getattr(cfg, field), getattr(model, field)
         if field not in cfg.model_fields_set or mine == theirs:
             continue
-        if field == "arch_args" and (_with_defaults(model.architecture, mine)
-                                     == _with_defaults(model.architecture, theirs)):
-            continue  # the same network, spelled with or without its defaults
-        if field == "arch_args" and _deepens(mine, theirs, model.architecture):
-            adopted[field] = mine
-            continue
+        if field == "arch_args":
+            full_mine = _with_defaults(model.architecture, mine)
+            full_theirs = _with_defaults(model.architecture, theirs)
+            if full_mine == full_theirs:
+                continue  # the same network, spelled with or without its defaults
+            if _deepens(full_mine, full_theirs, model.architecture):
+                adopted[field] = mine
+                continue
         flag = "--" + field.replace("_", "-")
         raise PssrError(f"--init model {model.name!r} has {field} {theirs!r}, but {flag} "
                         f"asks for {mine!r}; leave it out to fine-tune")
@@ -86,8 +88,10 @@ def load_initial_weights(module: nn.Module, init: nn.Module) -> None:
     odd = [k for k, v in src.items() if k not in dst or dst[k].shape != v.shape]
     new = {k for k in dst if k not in src}
     for name, block in module.named_modules():
+        if not isinstance(block, ResBlock):
+            continue
         keys = {f"{name}.{k}" for k in block.state_dict()}
-        if isinstance(block, ResBlock) and keys <= new:
+        if keys <= new:
             with torch.no_grad():
                 block.conv2.weight.zero_()
                 if block.conv2.bias is not None:
