@@ -7,6 +7,7 @@ validation-selected step; this is its final one), for scoring both.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -23,7 +24,11 @@ def main() -> None:
     config, module = load_model(args.run / "model.safetensors")
     tensors = load_file(str(args.run / CHECKPOINT))
     module.load_state_dict(model_weights(tensors))
-    save_model(args.out, module, config)
+    # the header's metrics: the final step's validation row (not the selected step's)
+    state = json.loads((args.run / "checkpoint.json").read_text())["state"]
+    rows = [r for r in state["rows"] if r["step"] == state["step"]]
+    metrics = {"validation": rows[-1], "selected_by": "final step"} if rows else {}
+    save_model(args.out, module, config.model_copy(update={"metrics": metrics}))
     print(f"wrote {args.out}")
 
 

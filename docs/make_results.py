@@ -6,9 +6,10 @@ Usage::
     python docs/make_results.py /tmp/trial --docs-dir /tmp/trial-docs > /tmp/RESULTS.trial.md
 
 Reads RESULTS/{vnc,fib}/ (``STAGE=evaluate``), RESULTS/segment-vnc.json (``segment``),
-RESULTS/train/{pssr-em-x4-w0.2,pssr-em-x4-iso}/ (``train``) and RESULTS/issue9/ (``compare``;
-table by docs/make_design_table.py); copies the JSON files, less per-section and per-step lists,
-to DOCS/results/ and montages and training plots to DOCS/images/ (``--docs-dir``, default docs/).
+RESULTS/train/RUN/ (``train``; RUN is the folder each bundled model's header names) and
+RESULTS/issue9/ (``compare``; table by docs/make_design_table.py); copies the JSON files, less
+per-section and per-step lists, to DOCS/results/ and montages and training plots to
+DOCS/images/ (``--docs-dir``, default docs/).
 A missing input gives a "not yet measured" line. Targets are checked on the bundled models.
 """
 
@@ -29,6 +30,7 @@ import make_design_table  # noqa: E402  (docs/make_design_table.py)
 import make_probe_table  # noqa: E402  (docs/make_probe_table.py)
 
 from pssr_volume.model import file_sha256  # noqa: E402
+from pssr_volume.model_header import read_config  # noqa: E402
 from pssr_volume.models import bundled_model_path  # noqa: E402
 
 M2D, MISO = "pssr-em-x4", "pssr-em-x4-iso"
@@ -38,7 +40,6 @@ MONTAGES = {"vnc": "*", "fib": "*-pssr-em"}  # which montages go into the docume
 # Issue 9: (model, hold-out, preset, min PSNR gain dB, min SSIM gain) over bicubic.
 TARGETS = [(M2D, "vnc", "pssr-em", 0.7, 0.02), (M2D, "vnc", "pssr2", 0.3, 0.02),
            (M2D, "vnc", "integrate-read", 0.25, 0.02), (MISO, "fib", "pssr-em", 2.0, 0.08)]
-TRAIN = {M2D: "pssr-em-x4-w0.2", MISO: "pssr-em-x4-iso"}  # docs/train_bundled.sh's folders
 DROP = ("sections", "train_loss_per_step")
 Res = dict[str, Any]
 
@@ -65,6 +66,33 @@ def keep(src: Path, docs: Path, name: str) -> None:
 
 def sha(p: Path) -> str:
     return file_sha256(p) if p.is_file() else "-"
+
+
+def train_folder(model: str) -> str:
+    """The docs/train_bundled.sh folder a bundled model was trained in (its header says)."""
+    path = bundled_model_path(model)
+    run = read_config(path).training.get("out") if path.is_file() else None
+    return Path(run).name if run else model
+
+
+def shipped(run: Path, model: str) -> str:
+    """Which weights of a training run the bundled file holds: its selected step, its final
+    step (benchmarks/checkpoint_model.py) or neither."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pssr_volume.train.checkpoint import CHECKPOINT, model_weights
+
+    path = bundled_model_path(model)
+    if not path.is_file():
+        return "not bundled"
+    if sha(run / "model.safetensors") == sha(path):
+        return "the selected step's"
+    if (run / CHECKPOINT).is_file():
+        final, ours = model_weights(load_file(str(run / CHECKPOINT))), load_file(str(path))
+        if final.keys() == ours.keys() and all(torch.equal(final[k], ours[k]) for k in ours):
+            return "the final step's weights"
+    return "no"
 
 
 def gain(case: Res, m: str) -> tuple[float, float]:
@@ -142,11 +170,12 @@ def targets(ev: dict[str, Res | None], seg: Res | None) -> list[tuple[str, str, 
 
 
 def training(out: Path, docs: Path) -> list[str]:
-    rows = ["| model | run | steps done (planned) | hours | selected step | validation gain "
-            "there, PSNR / SSIM over bicubic | shipped file = run's model.safetensors |",
+    rows = ["| model | run | steps done (planned) | hours | selected step | shipped weights | "
+            "validation gain of the shipped weights, PSNR / SSIM over bicubic |",
             "|---" * 7 + "|"]
     plots = []
-    for model, folder in TRAIN.items():
+    for model in (M2D, MISO):
+        folder = train_folder(model)
         run = out / "train" / folder
         metrics, cfg = load(run / "metrics.json"), load(run / "train.json")
         if metrics is None or cfg is None:
@@ -155,20 +184,20 @@ def training(out: Path, docs: Path) -> list[str]:
             continue
         keep(run / "metrics.json", docs, f"train-{model}.json")
         last, best = metrics["validation"][-1], metrics["best"]
-        presets = [k[9:] for k in best if k.startswith("val_psnr_")]
-        val = "; ".join(f"`{p}` {best[f'val_psnr_{p}'] - best[f'bicubic_psnr_{p}']:+.2f} / "
-                        f"{best[f'val_ssim_{p}'] - best[f'bicubic_ssim_{p}']:+.3f}"
+        which = shipped(run, model)
+        row = last if which.startswith("the final") else best
+        presets = [k[9:] for k in row if k.startswith("val_psnr_")]
+        val = "; ".join(f"`{p}` {row[f'val_psnr_{p}'] - row[f'bicubic_psnr_{p}']:+.2f} / "
+                        f"{row[f'val_ssim_{p}'] - row[f'bicubic_ssim_{p}']:+.3f}"
                         for p in presets)
-        same = sha(run / "model.safetensors") == sha(bundled_model_path(model))
         rows.append(f"| `{model}` | `{folder}` | {last['step']} ({cfg['steps']}) | "
-                    f"{last['seconds'] / 3600:.1f} | {best['step']} | {val} | "
-                    f"{'yes' if same else 'no'} |")
+                    f"{last['seconds'] / 3600:.1f} | {best['step']} | {which} | {val} |")
         if (run / "training.png").is_file():
             plots.append(image(run / "training.png", docs, f"training_{model}.png"))
     return ["### Training of the bundled models (`STAGE=train`, docs/train_bundled.sh)", "",
-            "Validation: the last 10 % of the sections of each training volume, which also "
-            "selects the checkpoint (never a hold-out). Curves: loss and validation gain.", "",
-            *rows, "", *plots, ""]
+            "Validation: the last 10 % of the sections of each training volume (never a "
+            "hold-out), which also selects a run's checkpoint. Curves: loss and validation "
+            "gain.", "", *rows, "", *plots, ""]
 
 
 def designs(out: Path, docs: Path) -> list[str]:
