@@ -2,7 +2,7 @@
 # Every number in docs/RESULTS.md, from nothing but the package and ../shared/data.
 #
 #   bash docs/results.sh                  # all stages below, in order (about 6 h on 2 cores)
-#   STAGE=train bash docs/results.sh      # the bundled models' training runs (~3.8 h)
+#   STAGE=train bash docs/results.sh      # the bundled models' training runs (~3.6 h)
 #   STAGE=compare bash docs/results.sh    # section 0: issue-9 designs at equal budget (~1.7 h)
 #   STAGE=evaluate bash docs/results.sh   # section 1: the bundled models on both hold-outs (~15 min)
 #   STAGE=segment bash docs/results.sh    # section 2: segmentation of the ssTEM hold-out (~2 min)
@@ -23,14 +23,13 @@ FIB=$D/holdout_flyem_medulla_fibsem_10nm_validation/validation_sample_z196-323.t
 PRESETS=(--preset pssr-em --preset pssr2 --preset integrate-read)
 
 if [[ $STAGE == all || $STAGE == train ]]; then
-  # The two bundled models, side by side (one thread each; flags in docs/train_bundled.sh):
-  # $OUT/train/pssr-em-x4-w0.2 (2-D, 30000 steps) and $OUT/train/pssr-em-x4-iso (3 sections in,
-  # 8000 steps). pssr_volume/models/<name>.safetensors is a run's validation-selected
-  # model.safetensors; RESULTS.md says whether the shipped file is that run's final one.
-  OUT="$OUT/train" bash docs/train_bundled.sh 2d & p2d=$!
-  OUT="$OUT/train" bash docs/train_bundled.sh iso & piso=$!
-  wait "$p2d"
-  wait "$piso"
+  # The two bundled models, one after the other (flags in docs/train_bundled.sh):
+  # $OUT/train/pssr-em-x4-deep-mse-w0.01 (2-D, 30000 steps, two threads) and
+  # $OUT/train/pssr-em-x4-iso (3 sections in, 8000 steps, one thread).
+  # pssr_volume/models/<name>.safetensors is a run's validation-selected model.safetensors or
+  # its final weights (benchmarks/checkpoint_model.py); RESULTS.md says which.
+  OUT="$OUT/train" bash docs/train_bundled.sh 2d
+  OUT="$OUT/train" bash docs/train_bundled.sh iso
 fi
 
 if [[ $STAGE == all || $STAGE == compare ]]; then

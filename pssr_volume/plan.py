@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from pssr_volume.cluster.executors import ClusterSpec
 
 # Large blocks keep the halo's share small: with a 28-pixel halo a 4096-pixel block (1024
-# input pixels) computes 1.11x its own area, a 1024-pixel block 1.49x (docs/PERFORMANCE.md).
+# input pixels) computes 1.11x its own area, a 1024-pixel block 1.49x; with the bundled
+# model's 52 pixels, 1.21x and 1.98x (docs/PERFORMANCE.md).
 DEFAULT_BLOCK_YX = 4096
 DEFAULT_BLOCK_Z = 2
 
