@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Where the bundled 2-D model's hold-out PSNR gap on `pssr-em` comes from (issue 9): short
-# fine-tunes of pssr-em-x4 that each change one thing, scored on the VNC validation sections
+# Where the previous bundled 2-D model's hold-out PSNR gap on `pssr-em` came from (issue 9):
+# short fine-tunes of that pssr-em-x4 (L1-led, one residual block per level; the file of
+# commit 228777f, taken from git) that each change one thing, scored on the VNC validation sections
 # (drosophila_vnc_sstem_stack1 sections 18-19: the training folder's own validation split,
 # whole 1024 x 1024 sections through the engine, the hold-out's protocol). Never on hold-outs.
 #
 #   bash benchmarks/finetune_probes.sh results/probes          # about 1.2 h on 2 cores
 #   bash benchmarks/finetune_probes.sh results/probes score    # the table only
 #
-# Probes (from the bundled model, lr 3e-4 one-cycle, seed 2, the bundled run's other flags):
+# Probes (from that model, lr 3e-4 one-cycle, seed 2, the bundled run's other flags):
 #   control     2000 steps, nothing changed (does more training alone help?)
 #   sstem-only  2000 steps on the three ssTEM volumes only (is it the FIB-SEM share?)
 #   w0.10       2000 steps, loss 0.10 (1 - SSIM) + 0.90 L1 (the PSNR / SSIM trade-off)
@@ -26,7 +27,10 @@ sstem=("$D/drosophila_vnc_sstem_stack1/raw" "$D/isbi2012_sstem/train-volume.tif"
        "$D/isbi2012_sstem/test-volume.tif")
 fib=("$D/flyem_medulla_fibsem_10nm/training_sample1.tif"
      "$D/flyem_medulla_fibsem_10nm/training_sample2.tif")
-common=(--init pssr-em-x4 --crappifier mix --batch-size 16 --tile 192 --lr 3e-4 --val-tiles 48
+mkdir -p "$out"
+base="$out/base-pssr-em-x4.safetensors"  # the model the probes start from
+[ -f "$base" ] || git show 228777f:pssr_volume/models/pssr-em-x4.safetensors > "$base"
+common=(--init "$base" --crappifier mix --batch-size 16 --tile 192 --lr 3e-4 --val-tiles 48
         --seed 2 --threads 1 --loss ssim --amp bf16 --no-progress --val-every 500)
 
 probe() {  # name, then flags
@@ -60,7 +64,7 @@ score() {  # label, model
     --preset pssr2 --preset integrate-read --model "$2" --no-bm3d --no-montage \
     --out "$out/vnc-validation/$1" --overwrite > "$out/vnc-validation/$1.log"
 }
-score bundled pssr-em-x4
+score bundled "$base"
 for name in control sstem-only w0.10 w0.05 mse deep-w0.05 deep-mse-w0.01 deep-mse-w0.02; do
   [ -f "$out/$name/model.safetensors" ] || continue
   score "$name" "$out/$name/model.safetensors"

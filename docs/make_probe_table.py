@@ -16,7 +16,7 @@ from typing import Any
 
 PRESETS = ("pssr-em", "pssr2", "integrate-read")
 PROBES = {
-    "bundled": "the bundled `pssr-em-x4` (no fine-tuning)",
+    "bundled": "the previous bundled `pssr-em-x4` (no fine-tuning)",
     "control": "2000 more steps, nothing changed",
     "sstem-only": "2000 steps on the three ssTEM volumes only",
     "w0.10": "2000 steps, loss 0.10 (1 - SSIM) + 0.90 L1",
