@@ -13,7 +13,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from pssr_volume.model import load_model, save_model
-from pssr_volume.train.checkpoint import CHECKPOINT, model_weights
+from pssr_volume.train.checkpoint import CHECKPOINT, STATE, model_weights
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     tensors = load_file(str(args.run / CHECKPOINT))
     module.load_state_dict(model_weights(tensors))
     # the header's metrics: the final step's validation row (not the selected step's)
-    state = json.loads((args.run / "checkpoint.json").read_text())["state"]
+    state = json.loads((args.run / STATE).read_text())["state"]
     rows = [r for r in state["rows"] if r["step"] == state["step"]]
     metrics = {"validation": rows[-1], "selected_by": "final step"} if rows else {}
     save_model(args.out, module, config.model_copy(update={"metrics": metrics}))

@@ -15,27 +15,25 @@ import math
 
 from pssr_volume.blocks import BlockGrid, default_chunk
 from pssr_volume.estimate import CPU_GFLOPS_PER_CORE, ENGINE_MVOX_PER_CORE, GPU_GFLOPS
-from pssr_volume.model import read_config
+from pssr_volume.model import model_info
 from pssr_volume.models import bundled_model_path
 from pssr_volume.nets.cost import gflop_per_out_mpx
-from pssr_volume.nets.receptive_field import receptive_field_of
 from pssr_volume.nets.registry import build
 from pssr_volume.plan import DEFAULT_BLOCK_YX, DEFAULT_BLOCK_Z
 from pssr_volume.pyramid import plan_levels, plan_stages, shard_shapes, task_regions
 
 SHAPE_IN = (10_000, 10_000, 10_000)
 VOXEL_IN = (8.0, 8.0, 8.0)
-SCALE, GRID = 4, 4  # the bundled model: x4, grid 4 (its halo: its receptive field)
 SCHEDULER_S_PER_TASK = 1e-3  # Dask's documented order of scheduler overhead per task
 
 
 def main() -> None:
     block = (DEFAULT_BLOCK_Z, DEFAULT_BLOCK_YX, DEFAULT_BLOCK_YX)
     chunk = default_chunk(block)
-    cfg = read_config(bundled_model_path())
-    halo = max(math.ceil(r / GRID) * GRID for r in receptive_field_of(cfg.model_dump_json()))
-    grid = BlockGrid(SHAPE_IN, SCALE, block, (0, halo, halo), GRID)
-    out_voxel = (VOXEL_IN[0], VOXEL_IN[1] / SCALE, VOXEL_IN[2] / SCALE)
+    info = model_info(bundled_model_path())  # the engine's default halo and grid for it
+    cfg, (halo_y, halo_x), scale = info.config, info.default_halo, info.config.scale
+    grid = BlockGrid(SHAPE_IN, scale, block, (0, halo_y, halo_x), info.grid)
+    out_voxel = (VOXEL_IN[0], VOXEL_IN[1] / scale, VOXEL_IN[2] / scale)
     levels = plan_levels(grid.out_shape, out_voxel, None)
     stages = plan_stages(levels, block, chunk)
     shards = shard_shapes(levels, stages, chunk)
@@ -45,8 +43,8 @@ def main() -> None:
     shard_files = [math.prod(math.ceil(n / s) for n, s in zip(lv.shape, sh))
                    for lv, sh in zip(levels, shards)]
     chunk_files = [math.prod(math.ceil(n / c) for n, c in zip(lv.shape, chunk)) for lv in levels]
-    core = (block[1] // SCALE, block[2] // SCALE)
-    halo_factor = math.prod((c + 2 * halo) / c for c in core)
+    core = (block[1] // scale, block[2] // scale)
+    halo_factor = math.prod((c + 2 * h) / c for c, h in zip(core, (halo_y, halo_x)))
     gflop = gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
     network_gflop = gflop * voxels[0] / 1e6 * halo_factor
     tasks = blocks + pyramid_tasks
