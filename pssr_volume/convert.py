@@ -30,6 +30,7 @@ from pssr_volume.config import ConvertConfig
 from pssr_volume.engine import execute
 from pssr_volume.errors import PssrError, note_line
 from pssr_volume.io.inputs import InputVolume, input_location, open_input
+from pssr_volume.io.lease import hold
 from pssr_volume.io.ome_zarr import (
     OutputLayout,
     check_output,
@@ -39,7 +40,6 @@ from pssr_volume.io.ome_zarr import (
     open_output,
 )
 from pssr_volume.io.stores import absolute, log_path
-from pssr_volume.lease import hold
 from pssr_volume.plan import Job, fingerprint
 from pssr_volume.progress import ProgressBar
 from pssr_volume.pyramid import plan_levels, plan_stages, shard_shapes
@@ -163,7 +163,7 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
         With ``config.resume``: check every chunk first and redo the tasks that wrote
         damaged or missing ones (see :mod:`pssr_volume.verify`).
 
-    The output's lease (:mod:`pssr_volume.lease`) is held from before the output is
+    The output's lease (:mod:`pssr_volume.io.lease`) is held from before the output is
     created or reused until it is finished: another run on it is refused meanwhile.
 
     Raises

@@ -31,7 +31,7 @@ from pssr_volume.blocks import (
     box_shape,
 )
 from pssr_volume.errors import PssrError, RunFailed, first_line
-from pssr_volume.journal import Journal
+from pssr_volume.io.journal import Journal
 from pssr_volume.plan import Job
 from pssr_volume.pyramid import task_regions
 from pssr_volume.tasks import (

@@ -16,9 +16,9 @@ from pssr_volume.config import RunConfig
 from pssr_volume.engine import RunStats, execute
 from pssr_volume.errors import PssrError, note_line
 from pssr_volume.estimate import describe, estimate
+from pssr_volume.io.lease import hold
 from pssr_volume.io.ome_zarr import check_output, complete_output, open_output
 from pssr_volume.io.stores import Location, log_path
-from pssr_volume.lease import hold
 from pssr_volume.plan import Plan, make_plan
 from pssr_volume.progress import ProgressBar
 from pssr_volume.verify import TaskMap, verify_for_resume
@@ -78,7 +78,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None,
         verify: bool = False) -> RunStats:
     """Restore ``config.input`` into the OME-Zarr ``config.output``.
 
-    The output's lease (:mod:`pssr_volume.lease`) is held from before the output is
+    The output's lease (:mod:`pssr_volume.io.lease`) is held from before the output is
     created or reused until it is finished: another run on it is refused meanwhile. With
     ``verify`` (``--resume --verify``), every chunk is checked first and the tasks that
     wrote damaged or missing chunks are redone (:mod:`pssr_volume.verify`).

@@ -27,8 +27,8 @@ from pssr_volume.blocks import (
 from pssr_volume.errors import PssrError
 from pssr_volume.finish import finish
 from pssr_volume.intensity import normalize
+from pssr_volume.io.journal import Journal
 from pssr_volume.io.levels import read_region, start_write, write_all
-from pssr_volume.journal import Journal
 from pssr_volume.noise import NoiseModel, network_input
 from pssr_volume.plan import Job
 from pssr_volume.predict import can_finish, get_predictor

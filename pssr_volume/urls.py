@@ -1,4 +1,4 @@
-"""Object-storage URLs: which schemes are supported, their file systems and kvstore specs.
+"""Object-storage URLs: which schemes are supported, and their syntax.
 
 Inputs and outputs may be ``s3://bucket/key`` or ``gs://bucket/key`` (read and write), and
 inputs also ``http://`` or ``https://`` (read only). Everything else that looks like a URL
@@ -10,19 +10,17 @@ named ``s3:``. Credentials and endpoints come only from each store's standard en
   ``AWS_DEFAULT_REGION`` (default ``us-east-1``), or ``~/.aws`` and instance roles;
 * GCS: ``GOOGLE_APPLICATION_CREDENTIALS`` or the default credentials, and
   ``STORAGE_EMULATOR_HOST`` for an emulator (e.g. fake-gcs-server; then anonymous, and
-  tensorstore is pointed at it too, see :func:`kvstore_spec`);
+  tensorstore is pointed at it too, see :func:`pssr_volume.io.kvstores.kvstore_spec`);
 * HTTP(S): none (public data).
 
 Chunk data goes through tensorstore's kvstore drivers (:func:`kvstore_spec`), everything
-else through fsspec (:mod:`pssr_volume.filesystems`). This is a leaf module: it imports
+else through fsspec (:mod:`pssr_volume.io.filesystems`). This is a leaf module: it imports
 nothing of the package, nor zarr or tensorstore (the spec is a plain dict).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 READ_SCHEMES = ("s3", "gs", "http", "https")
@@ -43,8 +41,6 @@ class Url(str):
         return core_schema.is_instance_schema(
             cls, serialization=core_schema.plain_serializer_function_ser_schema(str))
 
-
-Location = Path | Url  # what an input or output names: a local path or a URL
 
 
 def scheme_of(text: object) -> str | None:
@@ -117,58 +113,3 @@ def contains(outer: str, inner: str) -> bool:
     """Whether URL ``inner`` is ``outer`` or lies inside it."""
     a, b = str(outer).rstrip("/"), str(inner).rstrip("/")
     return a == b or b.startswith(a + "/")
-
-
-def _region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
-# tensorstore's retries of a failed request (its default, 32 up to 32 s apart, makes an
-# unreachable store hang for many minutes)
-_RETRIES = {"max_retries": 5, "initial_delay": "0.1s", "max_delay": "2s"}
-
-
-def gcs_emulator() -> str | None:
-    """The GCS emulator that ``STORAGE_EMULATOR_HOST`` names, as a URL (``host:port`` gets
-    ``http://``, as gcsfs and Google's clients read it), or None."""
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "").strip().rstrip("/")
-    if host in ("", "default"):
-        return None
-    return host if host.startswith(("http://", "https://")) else f"http://{host}"
-
-
-def _tensorstore_gcs_environment() -> None:
-    """Point tensorstore's ``gcs`` driver at the emulator of ``STORAGE_EMULATOR_HOST``:
-    tensorstore reads only its own ``TENSORSTORE_GCS_HTTP_URL`` (once, at its first GCS
-    request in a process), and with ``GOOGLE_AUTH_TOKEN_FOR_TESTING`` it sends that fixed
-    token instead of looking up (and sending the emulator) real Google credentials, as
-    Google's clients are anonymous with an emulator. What the user set is kept."""
-    emulator = gcs_emulator()
-    if emulator:
-        os.environ.setdefault("TENSORSTORE_GCS_HTTP_URL", emulator)
-        os.environ.setdefault("GOOGLE_AUTH_TOKEN_FOR_TESTING", "anonymous")
-
-
-def kvstore_spec(location: str | os.PathLike[str]) -> dict[str, Any]:
-    """A tensorstore kvstore spec for a folder: ``file``, ``s3``, ``gcs`` or ``http``."""
-    if not is_url(location):
-        return {"driver": "file", "path": os.fspath(location)}
-    scheme, bucket, key = split(str(location))
-    folder = f"{key}/" if key else ""
-    if scheme == "http" or scheme == "https":
-        return {"driver": "http", "base_url": str(location).rstrip("/") + "/"}
-    if scheme == "gs":
-        _tensorstore_gcs_environment()
-        return {"driver": "gcs", "bucket": bucket, "path": folder,
-                "context": {"gcs_request_retries": _RETRIES}}
-    spec: dict[str, Any] = {
-        "driver": "s3", "bucket": bucket, "path": folder, "aws_region": _region(),
-        # "default" credentials print aws-c errors about ~/.aws/config on stderr
-        "aws_credentials": {"type": "environment" if os.environ.get("AWS_ACCESS_KEY_ID")
-                            else "default"},
-        "context": {"s3_request_retries": _RETRIES},
-    }
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        spec["endpoint"] = endpoint
-    return spec

@@ -27,11 +27,12 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pssr_volume.errors import PssrError, RunFailed
 from pssr_volume.io import stores
+from pssr_volume.io.journal import Journal
+from pssr_volume.io.lease import check_not_leased
 from pssr_volume.io.levels import LevelLayout, check_region, is_missing, level_layout
 from pssr_volume.io.ome_zarr import (
     level_paths,
@@ -40,8 +41,6 @@ from pssr_volume.io.ome_zarr import (
     storage_of,
 )
 from pssr_volume.io.stores import Location
-from pssr_volume.journal import Journal
-from pssr_volume.lease import check_not_leased
 from pssr_volume.pyramid import (
     Level,
     Stage,
@@ -302,7 +301,7 @@ def verify_output(output: Location, tasks: TaskMap | None = None,
     ``tasks`` (else rebuilt from the provenance) tells which chunks an unfinished output
     must hold; ``on_damage`` receives each finding as it is made.
     """
-    out = output if stores.is_url(output) else Path(output)
+    out = stores.location(output)
     prov = read_provenance(out)
     names = level_paths(out)
     stored_all = bool(storage_of(prov).get("every_chunk_stored"))
@@ -343,7 +342,7 @@ def verify(output: Location, on_damage: Callable[[Damage], None] = lambda d: Non
     PssrError
         A missing output, one being written, or one that is no OME-Zarr image.
     """
-    out = output if stores.is_url(output) else Path(output)
+    out = stores.location(output)
     if not stores.exists(out):
         raise PssrError(f"not found: {output}")
     check_not_leased(out)

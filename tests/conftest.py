@@ -14,7 +14,7 @@ import tifffile
 import torch
 
 from pssr_volume.config import ModelConfig, NormalizationConfig
-from pssr_volume.journal import Journal
+from pssr_volume.io.journal import Journal
 from pssr_volume.model import save_model
 from pssr_volume.nets.fast import FastUNet, Pointwise
 
@@ -151,8 +151,8 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
 def check_journal_round_trip(out: str) -> None:
     """The journal of an output on an object store: marks, reads back, replaces, removes."""
-    from pssr_volume import objects
-    from pssr_volume.journal import Journal
+    from pssr_volume.io import objects
+    from pssr_volume.io.journal import Journal
 
     journal = Journal(out)
     for k in ("block 0 0 0", "block 0 0 1", "pyramid 1 0:1,0:8,0:8"):

@@ -27,12 +27,12 @@ import zarr
 from conftest import check_journal_round_trip, em_like, write_tiff
 from test_object_storage import ARGS, _inputs, keys, level_bytes, ok, one_line, upload
 
-from pssr_volume import objects
 from pssr_volume.errors import PssrError
-from pssr_volume.filesystems import filesystem
+from pssr_volume.io import objects
+from pssr_volume.io.filesystems import filesystem
+from pssr_volume.io.kvstores import kvstore_spec
+from pssr_volume.io.lease import Lease, hold, lease_url, read_holder
 from pssr_volume.io.stores import zarr_store
-from pssr_volume.lease import Lease, hold, lease_url, read_holder
-from pssr_volume.urls import kvstore_spec
 
 BUCKET = "pssr-gcs"
 

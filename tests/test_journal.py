@@ -2,7 +2,7 @@
 
 import pytest
 
-from pssr_volume.journal import Journal
+from pssr_volume.io.journal import Journal
 
 
 def test_marks_are_seen_by_a_fresh_reader(tmp_path):

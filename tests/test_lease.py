@@ -1,4 +1,4 @@
-"""One writer per output: the lease (pssr_volume.lease), with real processes on one output.
+"""One writer per output: the lease (pssr_volume.io.lease), with real processes on one output.
 
 A second ``run`` (or ``--overwrite``, or ``--resume``) on an output that a live run holds is
 refused with one line and writes nothing; the first run finishes with the same bytes as an
@@ -21,10 +21,10 @@ import psutil
 import pytest
 from conftest import blocks_done, em_like, levels, wait_for, write_tiff
 
-from pssr_volume import lease as leases
 from pssr_volume.errors import PssrError, RunFailed
+from pssr_volume.io import lease as leases
+from pssr_volume.io.lease import Holder, Lease, hold, lease_path, read_holder
 from pssr_volume.io.ome_zarr import read_provenance
-from pssr_volume.lease import Holder, Lease, hold, lease_path, read_holder
 
 EXE = Path(sys.executable).with_name("pssr-volume")
 

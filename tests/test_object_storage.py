@@ -25,11 +25,12 @@ import tensorstore as ts
 import zarr
 from conftest import check_journal_round_trip, em_like, write_tiff
 
-from pssr_volume import objects
-from pssr_volume.filesystems import filesystem
-from pssr_volume.journal import Journal
-from pssr_volume.lease import Lease, hold, read_holder
-from pssr_volume.urls import check_url, kvstore_spec
+from pssr_volume.io import objects
+from pssr_volume.io.filesystems import filesystem
+from pssr_volume.io.journal import Journal
+from pssr_volume.io.kvstores import kvstore_spec
+from pssr_volume.io.lease import Lease, hold, read_holder
+from pssr_volume.urls import check_url
 
 BUCKET = "pssr"
 ARGS = ["--voxel-size", "50,18.4,18.4", "--cluster", "sync", "--no-progress"]

@@ -17,8 +17,8 @@ from whole_volume import predict_whole
 
 from pssr_volume.config import RunConfig
 from pssr_volume.errors import PssrError
+from pssr_volume.io.journal import Journal
 from pssr_volume.io.ome_zarr import update_provenance
-from pssr_volume.journal import Journal
 from pssr_volume.plan import make_plan
 from pssr_volume.run import run
 from pssr_volume.tasks import block_key

@@ -18,8 +18,8 @@ from conftest import em_like, levels, write_tiff
 
 from pssr_volume.config import ConvertConfig
 from pssr_volume.convert import convert
+from pssr_volume.io.journal import Journal
 from pssr_volume.io.ome_zarr import read_provenance, update_provenance
-from pssr_volume.journal import Journal
 from pssr_volume.pyramid import plan_levels, plan_stages
 from pssr_volume.tasks import block_key, pyramid_key
 from pssr_volume.verify import TaskMap, verify_output

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
-from pssr_volume.filesystems import filesystem, fs_path
 from pssr_volume.io import stores
-from pssr_volume.urls import is_url, kvstore_spec
+from pssr_volume.io.filesystems import filesystem, fs_path
+from pssr_volume.io.kvstores import kvstore_spec
+from pssr_volume.urls import is_url
 
 Box = tuple[tuple[int, int], ...]
 

@@ -42,8 +42,8 @@ from pssr_volume.io.common import (
     voxel_from_list,
     why,
 )
+from pssr_volume.io.kvstores import kvstore_spec
 from pssr_volume.io.volume import InputVolume
-from pssr_volume.urls import kvstore_spec
 
 ATTRIBUTES = "attributes.json"
 

@@ -9,13 +9,13 @@ is ever deleted); :func:`open_output` creates the store (or reuses it on resume)
 driver; tasks write whole chunks or shards of them through :mod:`pssr_volume.io.levels`.
 The metadata itself is written by ome-zarr-py, the reference implementation.
 
-One run at a time: the driver holds the output's lease (:mod:`pssr_volume.lease`, a file in
+One run at a time: the driver holds the output's lease (:mod:`pssr_volume.io.lease`, a file in
 the state folder ``.pssr-volume``) from before the store is created or reused until it is
 finished; :func:`check_output` and :func:`remove_output` refuse an output whose lease another
 live process holds, and the state folder never counts as content of the output.
 
 An output may be a local folder or an ``s3://`` / ``gs://`` URL (:mod:`pssr_volume.io.stores`):
-the same checks, lease and journal hold there (:mod:`pssr_volume.objects`).
+the same checks, lease and journal hold there (:mod:`pssr_volume.io.objects`).
 
 Every chunk carries a checksum and every chunk is stored, also one equal to the fill value
 (:mod:`pssr_volume.io.levels`), so ``pssr-volume verify`` can tell a damaged or missing
@@ -41,9 +41,9 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from pssr_volume.errors import PssrError
 from pssr_volume.io import stores
-from pssr_volume.io.stores import Location
-from pssr_volume.journal import STATE_DIR, Journal
-from pssr_volume.lease import check_not_leased, held_token
+from pssr_volume.io.journal import Journal
+from pssr_volume.io.lease import check_not_leased, held_token
+from pssr_volume.io.stores import STATE_DIR, Location
 from pssr_volume.pyramid import Level
 from pssr_volume.urls import contains, is_url
 

@@ -5,7 +5,7 @@ A local path keeps exactly its old behaviour (``pathlib``, ``shutil``, zarr's
 ``LocalStore``); an ``s3://``, ``gs://`` or ``http(s)://`` URL (:mod:`pssr_volume.urls`) goes
 through its fsspec file system and zarr's ``FsspecStore``. An object store has no folders:
 a "folder" exists when an object lies below it. Errors of a remote store become one line
-(:func:`pssr_volume.filesystems.remote_errors`).
+(:func:`pssr_volume.io.filesystems.remote_errors`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pssr_volume.filesystems import filesystem, fs_path, remote_errors, storage_options
+from pssr_volume.io.filesystems import filesystem, fs_path, remote_errors, storage_options
 from pssr_volume.urls import Url, is_url, join
 from pssr_volume.urls import parent as url_parent
 
 Location = Path | Url | str  # a local path, or a URL (a str with a scheme)
 
+STATE_DIR = ".pssr-volume"  # an output's state folder: its lease and journal
+
 __all__ = [
-    "absolute", "child", "contents", "exists", "is_dir", "is_file", "is_url", "log_path",
-    "parent", "read_bytes", "remote_errors", "remove", "remove_tree", "zarr_store",
+    "STATE_DIR", "absolute", "child", "contents", "exists", "is_dir", "is_file", "is_url",
+    "location", "log_path", "parent", "read_bytes", "remote_errors", "remove", "remove_tree",
+    "zarr_store",
 ]
+
+
+def location(where: str | Path) -> Location:
+    """``where`` as a location: a URL stays the string it is, anything else is a Path."""
+    return where if isinstance(where, str) and is_url(where) else Path(where)
 
 
 def child(where: Location, *names: str) -> Location:

@@ -9,7 +9,7 @@ teravoxel run to a handful of files.
 
 Object storage (an ``s3://`` or ``gs://`` output) has no append: there each task is
 recorded as one small object, ``journal/<host>-<pid>-<token>-<n>.log``, written in one
-atomic put, and :meth:`Journal.done` lists and reads them (see :mod:`pssr_volume.objects`).
+atomic put, and :meth:`Journal.done` lists and reads them (see :mod:`pssr_volume.io.objects`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import threading
 import uuid
 from pathlib import Path
 
-from pssr_volume import objects
+from pssr_volume.io import objects
+from pssr_volume.io.stores import STATE_DIR
 from pssr_volume.urls import is_url, join
 
-STATE_DIR = ".pssr-volume"
 _LOCK = threading.Lock()
 _TOKEN = uuid.uuid4().hex[:8]
 _COUNT = itertools.count()

@@ -1,6 +1,6 @@
 """Small objects in object storage: atomic create, conditional replace, listing.
 
-What the lease (:mod:`pssr_volume.lease`) and the journal (:mod:`pssr_volume.journal`) need
+What the lease (:mod:`pssr_volume.io.lease`) and the journal (:mod:`pssr_volume.io.journal`) need
 from an ``s3://`` or ``gs://`` output, which has no ``O_EXCL``, no rename and no append:
 
 * :func:`create` writes an object only if none exists, atomically, in one request: on S3 a
@@ -23,7 +23,7 @@ import datetime
 import json
 from typing import Any
 
-from pssr_volume.filesystems import filesystem, fs_path
+from pssr_volume.io.filesystems import filesystem, fs_path
 from pssr_volume.urls import split
 
 

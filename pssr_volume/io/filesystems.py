@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from pssr_volume.errors import PssrError
-from pssr_volume.urls import gcs_emulator, split
+from pssr_volume.io.kvstores import gcs_emulator
+from pssr_volume.urls import split
 
 CONNECT_TIMEOUT_S = 5
 

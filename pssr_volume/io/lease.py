@@ -17,7 +17,7 @@ Heartbeats are wall-clock times, so hosts sharing an output need clocks that agr
 within :data:`STALE_AFTER_S`. A run whose lease is broken while it was paused notices at its
 next heartbeat and stops (the main thread is interrupted; see :attr:`Lease.lost`).
 
-On object storage (an ``s3://`` or ``gs://`` output, :mod:`pssr_volume.objects`) the lease
+On object storage (an ``s3://`` or ``gs://`` output, :mod:`pssr_volume.io.objects`) the lease
 is the object ``<output>/.pssr-volume/lease.json``, created with a conditional put that
 fails when it exists (S3 ``If-None-Match: *``, GCS ``ifGenerationMatch=0``): of two runs
 exactly one gets it. The heartbeat and the breaking of a stale lease are conditional puts on
@@ -41,12 +41,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pssr_volume import objects
 from pssr_volume.errors import PssrError, RunFailed
-from pssr_volume.filesystems import remote_errors
+from pssr_volume.io import objects
+from pssr_volume.io.filesystems import remote_errors
+from pssr_volume.io.stores import STATE_DIR
 from pssr_volume.urls import is_url, join
 
-STATE_DIR = ".pssr-volume"  # the output's state folder, shared with the journal
 LEASE_FILE = "lease.json"
 REFRESH_S = 10.0  # seconds between heartbeats
 STALE_AFTER_S = 60.0  # a heartbeat older than this is a dead (or paused) holder
