@@ -17,7 +17,7 @@ set -euo pipefail
 D=${PSSR_DATA:-../shared/data}
 OUT=${OUT:-results/train}
 which=${1:?iso or 2d}
-common=(--noise-aware --crappifier mix --batch-size 16 --tile 192 --val-tiles 48
+common=(--noise-aware --crappifier "${MIX:-mix-pssr}" --batch-size 16 --tile 192 --val-tiles 48
         --amp bf16 --no-progress)
 
 train() {  # folder, then flags

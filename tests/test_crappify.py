@@ -60,7 +60,10 @@ def test_same_seed_same_bytes_other_seed_differs(name: str) -> None:
     img, p = textured(), PRESETS[name]
     a, b, c = p(img, rng(7)), p(img, rng(7)), p(img, rng(8))
     assert a.tobytes() == b.tobytes()
-    assert not np.array_equal(a, c)
+    if name == "jpeg":  # no noise: downsampling and JPEG are deterministic
+        assert a.tobytes() == c.tobytes()
+    else:
+        assert not np.array_equal(a, c)
 
 
 def test_pure_input_not_modified() -> None:

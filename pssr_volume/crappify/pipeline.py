@@ -8,13 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pssr_volume.crappify.steps import (
-    Data,
-    Downsample,
-    FloatImage,
-    Step,
-    per_slice,
-)
+from pssr_volume.crappify.base import Data, FloatImage, per_slice
+from pssr_volume.crappify.steps import Downsample, Step
 
 
 class Pipeline(Data):
@@ -56,6 +51,52 @@ class Pipeline(Data):
             return s
 
         return per_slice(img, run)
+
+    @property
+    def tone_steps(self) -> tuple[Step, ...]:
+        """The leading steps that only change grey values or contrast (``tone``: gamma,
+        CLAHE, stretch, shading): the processing a training target shares."""
+        lead: list[Step] = []
+        for step in self.steps:
+            if not step.tone:
+                break
+            lead.append(step)
+        return tuple(lead)
+
+    def target(self, img: ArrayLike) -> FloatImage:
+        """The training target of a high-resolution image: :attr:`tone_steps` applied, in
+        order (deterministic steps; no generator needed). With none, ``img`` as float32.
+
+        A legacy section that was contrast-processed before it was archived is restored as
+        processed: the network learns super-resolution of such images, not to undo the
+        processing (which a percentile-normalised run could not tell apart from contrast).
+        """
+        steps, unused = self.tone_steps, np.random.default_rng(0)
+
+        def run(s: FloatImage) -> FloatImage:
+            for step in steps:
+                s = step._apply2d(s, unused).astype(np.float32, copy=False)
+            return s
+
+        return per_slice(img, run)
+
+    def degrade_integer(self, img: ArrayLike, rng: np.random.Generator) -> NDArray[Any]:
+        """Degrade a stored unsigned-integer image (8- or 16-bit) into the same dtype.
+
+        Values are taken as ``value / dtype max`` in [0, 1], degraded like :meth:`__call__`,
+        and written back rounded and clipped (as ``pssr-volume crappify`` stores them).
+
+        Raises
+        ------
+        ValueError
+            For an input that is not of an unsigned integer type.
+        """
+        arr = np.asarray(img)
+        if arr.dtype.kind != "u":
+            raise ValueError(f"expected an unsigned-integer image, got {arr.dtype}")
+        top = float(np.iinfo(arr.dtype).max)
+        out = self(arr.astype(np.float64) / top, rng)
+        return np.clip(np.rint(out.astype(np.float64) * top), 0, top).astype(arr.dtype)
 
     @property
     def scale(self) -> int:

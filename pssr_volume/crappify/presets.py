@@ -9,7 +9,13 @@ Presets (docs/DESIGN.md section 4):
 - ``pssr2``: bilinear 1/scale first, then Poisson noise with 8-bit values as counts (PSSR2);
 - ``integrate-read``: pixel integration (the mean of each scale x scale cell, an ideal
   integrating detector at the coarser pixel), then Gaussian read noise of 6 grey levels
-  (std 6/255).
+  (std 6/255);
+- ``jpeg``: pixel integration, then JPEG at quality 75, as a tile server or an old archive
+  stored the low-resolution section.
+
+:func:`random_pipeline` draws the training mix: mostly these PSSR/PSSR2-style degradations,
+sometimes a legacy-data one (:func:`legacy_pipeline`: contrast processing, shading, PSF blur,
+detector noise, scan lines, JPEG or posterising 8-bit storage).
 """
 
 from __future__ import annotations
@@ -22,11 +28,21 @@ import numpy as np
 from pssr_volume.crappify.pipeline import Pipeline
 from pssr_volume.crappify.steps import (
     Blur,
+    Clahe,
     Downsample,
+    Gamma,
     GaussianNoise,
+    Jpeg,
     LocalVarNoise,
+    PoissonGaussian,
     PoissonNoise,
+    PsfBlur,
+    Quantize,
     SaltPepper,
+    Shading,
+    Step,
+    Stretch,
+    Stripes,
 )
 
 
@@ -57,11 +73,17 @@ def _integrate_read(scale: int) -> Pipeline:
     return Pipeline(steps=steps, name="integrate-read")
 
 
+def _jpeg(scale: int) -> Pipeline:
+    steps = (Downsample(factor=scale, method="area"), Jpeg(quality=75))
+    return Pipeline(steps=steps, name="jpeg")
+
+
 _PRESET_BUILDERS: dict[str, Callable[[int], Pipeline]] = {
     "pssr-em": _pssr_em,
     "pssr-fluo": _pssr_fluo,
     "pssr2": _pssr2,
     "integrate-read": _integrate_read,
+    "jpeg": _jpeg,
 }
 
 PRESETS: dict[str, Pipeline] = {name: build(4) for name, build in _PRESET_BUILDERS.items()}
@@ -84,6 +106,9 @@ def get_preset(name: str, scale: int = 4) -> Pipeline:
     ``integrate-read`` (pixel integration and read noise)
         1. ``Downsample(scale, "area")``;
         2. ``GaussianNoise(6 / 255)``.
+    ``jpeg`` (a JPEG-compressed low-resolution section; no randomness)
+        1. ``Downsample(scale, "area")``;
+        2. ``Jpeg(75)``.
 
     Raises
     ------
@@ -105,9 +130,38 @@ NOISE_FAMILIES = ("clean", "hr-local-var", "hr-poisson", "lr-poisson", "lr-gauss
 _FAMILY_ODDS = (0.1, 0.3, 0.1, 0.25, 0.25)
 
 
+LEGACY_ODDS = 0.35
+"""The fraction of training degradations that model legacy data (:func:`legacy_pipeline`)."""
+
+
 def random_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
+    """Draw a training degradation (the ``mix`` crappifier): with probability
+    :data:`LEGACY_ODDS` a legacy-data one (:func:`legacy_pipeline`), otherwise one of the
+    PSSR/PSSR2-style mix (:func:`pssr_pipeline`).
+
+    All draws come from ``rng``, so the same generator state gives the same pipeline.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draws.
+    scale : int
+        Downsampling factor of the pipeline.
+
+    Returns
+    -------
+    Pipeline
+        Named ``"random"``; its ``scale`` equals ``scale``.
+    """
+    if rng.random() < LEGACY_ODDS:
+        return legacy_pipeline(rng, scale)
+    return pssr_pipeline(rng, scale)
+
+
+def pssr_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
     """Draw a training degradation from a broad mix: both PSSR orders, Poisson, Gaussian,
-    local-variance noise, pixel integration and blur, from no noise to heavy noise.
+    local-variance noise, pixel integration and blur, from no noise to heavy noise (the whole
+    ``mix`` of the models trained before the legacy-data steps).
 
     The draws, in order (all from ``rng``, so the same generator state gives the same pipeline):
 
@@ -157,4 +211,82 @@ def random_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
         steps += [down, GaussianNoise(sigma=_log_uniform(rng, 0.003, 0.08))]
     if rng.random() < 0.4:
         steps.append(GaussianNoise(sigma=_log_uniform(rng, 0.002, 0.04)))
+    return Pipeline(steps=tuple(steps), name="random")
+
+
+def _tone(rng: np.random.Generator) -> Gamma | Stretch | Clahe:
+    kind = int(rng.choice(3, p=(0.35, 0.35, 0.3)))
+    if kind == 0:
+        return Gamma(gamma=_log_uniform(rng, 0.6, 1.7))
+    if kind == 1:
+        return Stretch(low=float(f"{rng.uniform(0.0, 2.0):.3g}"),
+                       high=float(f"{rng.uniform(98.0, 100.0):.4g}"))
+    return Clahe(clip_limit=_log_uniform(rng, 0.005, 0.03),
+                 kernel=int(rng.choice((32, 64, 128))))
+
+
+def legacy_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
+    """Draw a legacy-data training degradation: what an old section went through, in order.
+
+    1. with probability 0.6, contrast processing (a tone step, which the training target
+       shares): ``Gamma`` log-uniform in [0.6, 1.7] (odds 0.35), ``Stretch`` of percentiles
+       U(0, 2) and U(98, 100) (0.35), or ``Clahe``, clip limit log-uniform in [0.005, 0.03],
+       kernel 32, 64 or 128 px (0.3);
+    2. with probability 0.3, charging-like ``Shading`` (also shared with the target):
+       amplitude U(0.05, 0.3), 1-3 cells, multiplicative (p = 0.7) or additive;
+    3. with probability 0.5, a ``PsfBlur``, FWHM U(0.25, 0.75) x ``scale`` HR px, Gaussian or
+       Airy (even odds);
+    4. the downsampling: ``"area"`` (p = 0.6) or ``"bilinear"``;
+    5. with probability 0.75, detector noise on the low-resolution grid:
+       ``PoissonGaussian``, dose log-uniform in [10, 1000] counts at full scale, read std
+       log-uniform in [0.002, 0.03];
+    6. with probability 0.25, ``Stripes``: scan-line offsets of std log-uniform in
+       [0.002, 0.03], and (p = 0.5) stripes of amplitude log-uniform in [0.003, 0.03] every
+       U(3, 20) rows;
+    7. the storage: ``Jpeg`` at a quality drawn from 70-95 (p = 0.5), an 8-bit ``Quantize``
+       over a window of U(0.25, 1) of the range (p = 0.2), or none (lossless).
+
+    JPEG comes last, on the low-resolution grid: real legacy data was compressed at its own
+    resolution. A 16-bit input needs no step: a run's percentile normalisation makes it
+    a finely graded [0, 1] image, which the float pipeline already is.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draws.
+    scale : int
+        Downsampling factor of the pipeline.
+
+    Returns
+    -------
+    Pipeline
+        Named ``"random"``; its ``scale`` equals ``scale``.
+    """
+    steps: list[Step] = []
+    if rng.random() < 0.6:
+        steps.append(_tone(rng))
+    if rng.random() < 0.3:
+        steps.append(Shading(amplitude=float(f"{rng.uniform(0.05, 0.3):.3g}"),
+                             cells=int(rng.integers(1, 4)),
+                             mode="multiplicative" if rng.random() < 0.7 else "additive",
+                             seed=int(rng.integers(2**31))))
+    if rng.random() < 0.5:
+        fwhm = float(f"{rng.uniform(0.25, 0.75) * scale:.3g}")
+        steps.append(PsfBlur(fwhm=fwhm, profile="gaussian" if rng.random() < 0.5 else "airy"))
+    steps.append(Downsample(factor=scale, method="area" if rng.random() < 0.6 else "bilinear"))
+    if rng.random() < 0.75:
+        steps.append(PoissonGaussian(dose=_log_uniform(rng, 10.0, 1000.0),
+                                     read=_log_uniform(rng, 0.002, 0.03)))
+    if rng.random() < 0.25:
+        stripes = rng.random() < 0.5
+        steps.append(Stripes(line_sigma=_log_uniform(rng, 0.002, 0.03),
+                             amplitude=_log_uniform(rng, 0.003, 0.03) if stripes else 0.0,
+                             period=float(f"{rng.uniform(3.0, 20.0):.3g}")))
+    store = rng.random()
+    if store < 0.5:
+        steps.append(Jpeg(quality=int(rng.integers(70, 96))))
+    elif store < 0.7:
+        width = rng.uniform(0.25, 1.0)
+        low = float(f"{rng.uniform(0.0, 1.0 - width):.3g}")
+        steps.append(Quantize(bits=8, low=low, high=float(f"{min(1.0, low + width):.3g}")))
     return Pipeline(steps=tuple(steps), name="random")

@@ -4,6 +4,11 @@ A crappifier is a :class:`Pipeline` of steps (blur, noise, downsampling) applied
 configuration as data: every step is a frozen pydantic model, so a pipeline round-trips through
 ``to_dict``/``from_dict`` (or JSON) and is saved next to the models and outputs it made.
 
+This module defines the PSSR/PSSR2 steps and :data:`Step`, the union of every step kind; the
+legacy-data steps live in :mod:`~pssr_volume.crappify.contrast` (CLAHE, gamma, stretch),
+:mod:`~pssr_volume.crappify.storage` (JPEG, bit depth) and
+:mod:`~pssr_volume.crappify.acquisition` (PSF, detector noise, stripes, shading).
+
 Conventions
 -----------
 - Images are float arrays in [0, 1] (the caller normalises), shaped (y, x) or (z, y, x).
@@ -15,98 +20,41 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 from scipy import ndimage
+
+from pssr_volume.crappify.acquisition import PoissonGaussian, PsfBlur, Shading, Stripes
+from pssr_volume.crappify.base import FloatImage, StepBase, fmt
+from pssr_volume.crappify.contrast import Clahe, Gamma, Stretch
+from pssr_volume.crappify.storage import Jpeg, Quantize
 
 __all__ = [
     "Blur",
+    "Clahe",
     "Downsample",
+    "Gamma",
     "GaussianNoise",
+    "Jpeg",
     "LocalVarNoise",
+    "PoissonGaussian",
     "PoissonNoise",
+    "PsfBlur",
+    "Quantize",
     "SaltPepper",
+    "Shading",
     "Step",
+    "Stretch",
+    "Stripes",
     "step_from_dict",
 ]
 
-FloatImage = NDArray[np.float32]
 DownsampleMethod = Literal["bilinear", "area", "bicubic"]
 
 
-def as_image(img: ArrayLike) -> FloatImage:
-    """Return ``img`` as float32 (y, x) or (z, y, x), or raise ValueError."""
-    arr = np.asarray(img, dtype=np.float32)
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"expected a (y, x) or (z, y, x) image, got shape {arr.shape}")
-    return arr
-
-
-def per_slice(img: ArrayLike, fn: Callable[[FloatImage], FloatImage]) -> FloatImage:
-    """Apply a 2-D function to an image, or to each z slice of a stack in order."""
-    arr = as_image(img)
-    if arr.ndim == 2:
-        return np.asarray(fn(arr), dtype=np.float32)
-    return np.stack([np.asarray(fn(s), dtype=np.float32) for s in arr])
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-class Data(BaseModel):
-    """Frozen, strict model whose fields may also be given positionally, in declaration order."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        names = [n for n in type(self).model_fields if n != "kind"]
-        if len(args) > len(names):
-            raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional values")
-        for name, value in zip(names, args, strict=False):
-            if name in kwargs:
-                raise TypeError(f"{type(self).__name__} got two values for {name!r}")
-            kwargs[name] = value
-        super().__init__(**kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-compatible dict of the settings (``kind`` names the step type)."""
-        return self.model_dump(mode="json")
-
-
-class _Step(Data):
-    """Base class of the degradation steps."""
-
-    def apply(self, img: ArrayLike, rng: np.random.Generator) -> FloatImage:
-        """Degrade a (y, x) image, or each slice of a (z, y, x) stack in z order.
-
-        Parameters
-        ----------
-        img : array_like
-            Float image in [0, 1], shape (y, x) or (z, y, x).
-        rng : numpy.random.Generator
-            Source of all randomness (unused by deterministic steps).
-
-        Returns
-        -------
-        numpy.ndarray
-            float32 image; noise steps clip it to [0, 1].
-        """
-        return per_slice(img, lambda s: self._apply2d(s, rng))
-
-    def _apply2d(self, img: FloatImage, rng: np.random.Generator) -> FloatImage:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        """One-line human-readable description of the step."""
-        raise NotImplementedError
-
-
-class Blur(_Step):
+class Blur(StepBase):
     """Gaussian blur of standard deviation ``sigma`` pixels (scipy ``gaussian_filter``, reflect)."""
 
     sigma: float = Field(ge=0)
@@ -116,10 +64,10 @@ class Blur(_Step):
         return ndimage.gaussian_filter(img, self.sigma, mode="reflect")
 
     def describe(self) -> str:
-        return f"Gaussian blur, sigma {_fmt(self.sigma)} px"
+        return f"Gaussian blur, sigma {fmt(self.sigma)} px"
 
 
-class GaussianNoise(_Step):
+class GaussianNoise(StepBase):
     """Additive Gaussian noise of standard deviation ``sigma`` (in [0, 1] units), then clip."""
 
     sigma: float = Field(ge=0)
@@ -130,10 +78,10 @@ class GaussianNoise(_Step):
         return np.clip(img + np.float32(self.sigma) * noise, 0.0, 1.0)
 
     def describe(self) -> str:
-        return f"additive Gaussian noise, std {_fmt(self.sigma)}"
+        return f"additive Gaussian noise, std {fmt(self.sigma)}"
 
 
-class LocalVarNoise(_Step):
+class LocalVarNoise(StepBase):
     """Signal-dependent Gaussian noise, then clip (skimage ``random_noise(mode="localvar")``).
 
     The per-pixel variance is ``factor * gaussian_filter(img, blur_sigma) + 1e-10``, so brighter
@@ -152,12 +100,12 @@ class LocalVarNoise(_Step):
 
     def describe(self) -> str:
         return (
-            f"local-variance Gaussian noise, variance {_fmt(self.factor)} x "
-            f"blur(img, sigma {_fmt(self.blur_sigma)} px)"
+            f"local-variance Gaussian noise, variance {fmt(self.factor)} x "
+            f"blur(img, sigma {fmt(self.blur_sigma)} px)"
         )
 
 
-class PoissonNoise(_Step):
+class PoissonNoise(StepBase):
     """Shot noise treating ``img * peak`` as photon/electron counts: ``poisson(img*peak) / peak``.
 
     Negative inputs count as zero; the result is clipped to [0, 1].
@@ -171,10 +119,10 @@ class PoissonNoise(_Step):
         return np.clip(counts / self.peak, 0.0, 1.0).astype(np.float32)
 
     def describe(self) -> str:
-        return f"Poisson noise, img x {_fmt(self.peak)} as counts"
+        return f"Poisson noise, img x {fmt(self.peak)} as counts"
 
 
-class SaltPepper(_Step):
+class SaltPepper(StepBase):
     """Impulse noise: a fraction ``salt`` of pixels set to 1 and a disjoint ``pepper`` set to 0."""
 
     salt: float = Field(ge=0, le=1)
@@ -195,11 +143,11 @@ class SaltPepper(_Step):
         return np.clip(out, 0.0, 1.0)
 
     def describe(self) -> str:
-        salt, pepper = _fmt(100 * self.salt), _fmt(100 * self.pepper)
+        salt, pepper = fmt(100 * self.salt), fmt(100 * self.pepper)
         return f"salt {salt} % (set to 1), pepper {pepper} % (set to 0)"
 
 
-class Downsample(_Step):
+class Downsample(StepBase):
     """Reduce y and x by an integer ``factor``; output shape exactly (y/factor, x/factor).
 
     y and x must be multiples of ``factor`` (ValueError otherwise; see :func:`crop_to_multiple`).
@@ -249,7 +197,8 @@ class Downsample(_Step):
 
 
 Step = Annotated[
-    Blur | GaussianNoise | LocalVarNoise | PoissonNoise | SaltPepper | Downsample,
+    Blur | GaussianNoise | LocalVarNoise | PoissonNoise | SaltPepper | Downsample
+    | Gamma | Stretch | Clahe | Jpeg | Quantize | PsfBlur | PoissonGaussian | Stripes | Shading,
     Field(discriminator="kind"),
 ]
 _STEP_ADAPTER: TypeAdapter[Any] = TypeAdapter(Step)

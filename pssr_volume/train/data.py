@@ -8,26 +8,77 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import imagecodecs
 import numpy as np
 import torch
 
 from pssr_volume.blocks import apply_read_plan, box_slices, padded_read_plan
 from pssr_volume.config import NormalizationConfig, TrainConfig
 from pssr_volume.crappify.pipeline import Pipeline
-from pssr_volume.crappify.presets import get_preset, random_pipeline
+from pssr_volume.crappify.presets import get_preset, pssr_pipeline, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.noise import estimate_noise, network_input
 
 NORMALIZATION = NormalizationConfig(mode="percentile", low=0.1, high=99.9)
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")
+"""2-D image files a training input may also be (each one section; the volume readers of
+:func:`~pssr_volume.io.inputs.open_input` take the rest)."""
+MIXES = {"mix": random_pipeline, "mix-pssr": pssr_pipeline}
+"""Random training degradations by ``--crappifier`` name: ``mix`` (with the legacy-data
+degradations) and ``mix-pssr`` (the PSSR/PSSR2-style mix alone: what ``mix`` was when the
+earlier bundled models were trained, so their recipes still reproduce them)."""
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A 2-D image file (PNG, BMP, JPEG) as a one-section volume, decoded once when opened.
+
+    It has what training reads of an :class:`~pssr_volume.io.volume.InputVolume`: ``path``,
+    ``shape`` (1, y, x), ``dtype``, ``voxel_size`` (None: image files state none) and
+    :meth:`read`.
+    """
+
+    path: str
+    data: np.ndarray
+    voxel_size: None = None
+
+    @classmethod
+    def open(cls, path: Path) -> ImageFile:
+        try:
+            data = np.asarray(imagecodecs.imread(str(path)))
+        except Exception as exc:
+            raise PssrError(f"Could not read the image {path}: {exc}") from None
+        if data.ndim != 2:
+            raise PssrError(f"{path}: expected a greyscale image, got shape {data.shape}")
+        return cls(str(path.resolve()), data[None])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        z, y, x = self.data.shape
+        return z, y, x
+
+    @property
+    def dtype(self) -> str:
+        return self.data.dtype.name
+
+    def read(self, region: tuple[slice, slice, slice]) -> np.ndarray:
+        return np.ascontiguousarray(self.data[region])
+
+
+def open_training_input(path: Path) -> InputVolume | ImageFile:
+    """A training input: a 2-D image file (:data:`IMAGE_SUFFIXES`) or any input volume."""
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFile.open(Path(path))
+    return open_input(path)
 
 
 @dataclass(frozen=True)
 class Source:
     """One training volume: its reader, intensity range and train/val split."""
 
-    volume: InputVolume
+    volume: InputVolume | ImageFile
     norm: tuple[float, float]
     train: tuple[tuple[int, int], ...]  # z range, y range usable for training
     val: tuple[tuple[int, int], ...]
@@ -37,7 +88,7 @@ def open_sources(paths: tuple[Path, ...], val_fraction: float, tile: int) -> lis
     """Open training volumes and split each into training and validation parts."""
     sources = []
     for p in paths:
-        vol = open_input(p)
+        vol = open_training_input(p)
         z, y, x = vol.shape
         if min(y, x) < tile:
             raise PssrError(f"{p}: sections ({y}x{x}) are smaller than the tile ({tile})")
@@ -72,9 +123,11 @@ def read_stack(src: Source, z: int, y: int, x: int, tile: int, k: int) -> np.nda
 
 def make_pair(stack: np.ndarray, crappifier: Pipeline, rng: np.random.Generator
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Degrade each section of ``stack`` independently; the target is the centre HR section."""
+    """Degrade each section of ``stack`` independently; the target is the centre HR section,
+    with the crappifier's leading tone steps (contrast processing, shading) applied
+    (:meth:`~pssr_volume.crappify.pipeline.Pipeline.target`)."""
     lr = np.stack([crappifier(s, rng) for s in stack]).astype(np.float32)
-    return lr, stack[len(stack) // 2][None].astype(np.float32)
+    return lr, crappifier.target(stack[len(stack) // 2])[None].astype(np.float32)
 
 
 def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
@@ -97,8 +150,8 @@ class Sampler:
         self.p = sizes / sizes.sum()
 
     def crappifier(self, rng: np.random.Generator) -> Pipeline:
-        if self.cfg.crappifier == "mix":
-            return random_pipeline(rng, self.cfg.scale)
+        if self.cfg.crappifier in MIXES:
+            return MIXES[self.cfg.crappifier](rng, self.cfg.scale)
         return get_preset(self.cfg.crappifier, self.cfg.scale)
 
     def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
