@@ -6,18 +6,29 @@
 #
 #   bash docs/train_bundled.sh iso      # pssr-em-x4-iso: 3 sections in, FIB-SEM (10 nm)
 #   bash docs/train_bundled.sh 2d       # pssr-em-x4: 2-D, ssTEM and FIB-SEM (4-10 nm)
+#   bash docs/train_bundled.sh broad    # pssr-em-x4 broadened: fine-tuned on every training
+#                                       # folder (plus SBEM, mussel SEM tiles), legacy mix
 # The 2-D model is pssr-fast with two residual blocks per level, in two stages: 30000 steps from
 # scratch with loss 0.01 (1 - SSIM) + 0.99 MSE, then its final weights fine-tuned for 1500 steps
 # with MSE alone (lr 3e-4, seed 2; folder ft-mse); the shipped file is that fine-tune's final
 # step (benchmarks/checkpoint_model.py). The SSIM weight trades PSNR for SSIM (docs/RESULTS.md
 # section 3). The previous bundled 2-D model, one stage: BLOCKS=1 LOSS=ssim SSIM_WEIGHT=0.2
 # THREADS=1 (0.2 (1 - SSIM) + 0.8 L1), folder pssr-em-x4-w0.2.
+# iso and 2d were trained with the PSSR/PSSR2-style mix alone (--crappifier mix-pssr, what
+# `mix` was then). broad: the 2-D model of commit de03c00 (taken from git, so the recipe does
+# not depend on which model is bundled now) fine-tuned for 3000 steps (STEPS) with the
+# stage-1 loss, max lr 3e-4, seed 3, one thread, on the 2d inputs plus the SBEM training run
+# (its validation file is never read) and the 18 mussel SEM tiles (PNG, one section each),
+# with `mix`: 35 % of tiles get a legacy-data degradation (contrast processing, shading, PSF,
+# detector noise, stripes, JPEG; docs/DESIGN.md section 4); folder pssr-em-x4-broad.
 # A run that was stopped continues from its checkpoint (--resume), to the same result.
 set -euo pipefail
 D=${PSSR_DATA:-../shared/data}
 OUT=${OUT:-results/train}
-which=${1:?iso or 2d}
-common=(--noise-aware --crappifier "${MIX:-mix-pssr}" --batch-size 16 --tile 192 --val-tiles 48
+which=${1:?iso, 2d or broad}
+mix=${MIX:-mix-pssr}
+if [ "$which" = broad ]; then mix=${MIX:-mix}; fi
+common=(--noise-aware --crappifier "$mix" --batch-size 16 --tile 192 --val-tiles 48
         --amp bf16 --no-progress)
 
 train() {  # folder, then flags
@@ -29,7 +40,25 @@ train() {  # folder, then flags
   fi
 }
 
-if [ "$which" = iso ]; then
+if [ "$which" = broad ]; then
+  init="$OUT/pssr-em-x4-de03c00.safetensors"
+  if [ ! -f "$init" ]; then
+    mkdir -p "$OUT"
+    git show de03c00:pssr_volume/models/pssr-em-x4.safetensors > "$init.part"
+    mv "$init.part" "$init"
+  fi
+  M="$D/mussel_tissue_sem_tiles_vemstitch"
+  train "$OUT/pssr-em-x4-broad" "$D/drosophila_vnc_sstem_stack1/raw" \
+    "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
+    "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
+    "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" \
+    "$D/sbem_cdeep3m_mito_testsample/training_z010-029.tif" "$M"/sample_2/*.png \
+    "$M"/sample_3/*.png --init "$init" --name pssr-em-x4 --steps "${STEPS:-3000}" \
+    --val-every 500 --threads "${THREADS:-1}" --loss mse-ssim --ssim-weight 0.01 --lr 3e-4 \
+    --seed 3
+  python benchmarks/checkpoint_model.py "$OUT/pssr-em-x4-broad" \
+    "$OUT/pssr-em-x4-broad/final.safetensors"
+elif [ "$which" = iso ]; then
   train "$OUT/pssr-em-x4-iso" "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
     "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" --name pssr-em-x4-iso \
     --architecture pssr-fast --in-slices 3 --steps 8000 --val-every 500 --lr 1e-3 --seed 1 \
