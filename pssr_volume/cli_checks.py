@@ -28,17 +28,15 @@ def check_early(config: RunConfig | ConvertConfig) -> None:
     """Fail in about half a second, before torch and dask load (1 s or more on a busy
     node), what can be checked without them: the input (missing, a FIFO, unreadable,
     corrupt, unsupported), the output path (the input itself, inside it, or an existing
-    output without --resume or --overwrite) and a model file's header. The library checks
-    all of it again, and more, once loaded."""
+    output without --resume or --overwrite, unless it is a dry run) and a model file's
+    header. The library checks all of it again, and more, once loaded."""
     input_exists(config.input)
-    from pssr_volume.io.inputs import input_location, open_input
-    from pssr_volume.io.ome_zarr import check_output, check_paths
+    from pssr_volume.io.inputs import open_input
+    from pssr_volume.io.ome_zarr import check_output, check_placement
 
-    volume = open_input(config.input)
-    check_paths(input_location(config.input), config.output)
-    if str(volume.path) != str(input_location(config.input)):  # a level of an OME-Zarr
-        check_paths(volume.path, config.output)
-    if not config.resume:  # a resume needs the full plan (its fingerprint)
+    open_input(config.input)
+    check_placement(config.input, config.output)
+    if not config.resume and not config.dry_run:  # a resume needs the full plan (fingerprint)
         check_output(config.output, resume=False, overwrite=config.overwrite, fingerprint="",
                      settings={})
     if isinstance(config, RunConfig) and config.model is not None:

@@ -199,6 +199,7 @@ class JobConfig(OutputConfig, ExecutionConfig):
     input: InputLocation
     output: OutputLocation
     block_shape: PositiveShape3 | None = None
+    dry_run: bool = False  # plan and print; write nothing (an existing output is allowed)
 
     @model_validator(mode="after")
     def _exclusive(self) -> JobConfig:
@@ -215,7 +216,6 @@ class RunConfig(JobConfig):
     blend: BlendMode = "crop"
     batch_size: int = Field(8, ge=1)
     roi: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
-    dry_run: bool = False
     nan_value: float | None = None
     noise: tuple[float, float] | None = None  # (a, b) of var = a + b I; None: estimated
 

@@ -19,32 +19,19 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, check_chunking
-from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
 from pssr_volume.config import ConvertConfig
-from pssr_volume.engine import execute
-from pssr_volume.errors import PssrError, note_line
-from pssr_volume.io.inputs import InputVolume, input_location, open_input
-from pssr_volume.io.lease import hold
-from pssr_volume.io.ome_zarr import (
-    OutputLayout,
-    check_output,
-    check_paths,
-    chunk_codec,
-    complete_output,
-    open_output,
-)
-from pssr_volume.io.stores import absolute, log_path
-from pssr_volume.plan import Job, fingerprint
-from pssr_volume.progress import ProgressBar
+from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
+from pssr_volume.io.stores import absolute
+from pssr_volume.lifecycle import drive
+from pssr_volume.plan import Job, Plan, fingerprint
 from pssr_volume.pyramid import plan_levels, plan_stages, shard_shapes
 from pssr_volume.types import Shape3
-from pssr_volume.verify import TaskMap, verify_for_resume
 
 __all__ = ["ConvertStats", "convert"]
 
@@ -65,19 +52,7 @@ class ConvertStats:
     seconds: float
 
 
-@dataclass(frozen=True)
-class ConvertPlan:
-    """A validated conversion: the engine job and what the driver needs around it."""
-
-    job: Job
-    layout: OutputLayout
-    settings: dict[str, Any]
-    provenance: dict[str, Any]
-    notes: tuple[str, ...]
-    complete: bool  # --resume of a finished output: nothing to do
-
-
-def plan_convert(config: ConvertConfig) -> ConvertPlan:
+def plan_convert(config: ConvertConfig) -> Plan:
     """Validate ``config`` and derive the job (writes nothing).
 
     Raises
@@ -88,9 +63,6 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     c = config
     vol = open_input(c.input)  # a missing input: "input not found: PATH"
     out = c.output
-    check_paths(input_location(c.input), out)
-    if str(vol.path) != str(input_location(c.input)):  # an OME-Zarr level or N5 s0: its group
-        check_paths(vol.path, out)
     notes = list(vol.notes)
     voxel = _voxel_size(c.voxel_size, vol, notes.append)
     chunk = _chunk(c.chunk_shape, vol.shape)
@@ -119,8 +91,6 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
         "compression": {"codec": chunk_codec(c.ngff_version), "level": c.compression_level},
     }
     ident = fingerprint(settings)
-    complete = check_output(out, resume=c.resume, overwrite=c.overwrite, fingerprint=ident,
-                            settings=settings)
     job = Job(
         input=vol, output=absolute(out), model_path=None, model_sha="", device="cpu",
         batch_size=1, threads=0, grid=BlockGrid(vol.shape, 1, block, (0, 0, 0), 1),
@@ -140,7 +110,15 @@ def plan_convert(config: ConvertConfig) -> ConvertPlan:
     }
     layout = OutputLayout(levels, chunk, shards, vol.dtype, c.ngff_version, c.compression_level,
                           name=_name(vol), downsample=method)
-    return ConvertPlan(job, layout, settings, provenance, tuple(notes), complete)
+    summary = (
+        f"input   {vol.source}: {vol.kind} {_fmt(vol.shape)} {vol.dtype}, voxel "
+        f"{_fmt(levels[0].voxel_size)} nm",
+        f"output  {out}: {len(levels)} levels (to {_fmt(levels[-1].shape)}), chunks "
+        f"{_fmt(chunk)}, " + (f"shards {_fmt(shards[0])}, " if shards else "")
+        + f"NGFF {c.ngff_version}",
+    )
+    return Plan("convert", "converting", job, layout, settings, ident, provenance,
+                tuple(notes), summary)
 
 
 def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
@@ -163,8 +141,8 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
         With ``config.resume``: check every chunk first and redo the tasks that wrote
         damaged or missing ones (see :mod:`pssr_volume.verify`).
 
-    The output's lease (:mod:`pssr_volume.io.lease`) is held from before the output is
-    created or reused until it is finished: another run on it is refused meanwhile.
+    The output's lifecycle (placement rule, lease, ``--resume`` checks, ``verify``,
+    creation, execution, completion) is :func:`pssr_volume.lifecycle.drive`'s.
 
     Raises
     ------
@@ -172,52 +150,12 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
         For a bad input, option or output (nothing is written then); a failed task
         (finished blocks are kept; ``--resume`` completes the conversion).
     """
-    if verify and not config.resume:
-        raise PssrError("--verify checks an output before finishing it: use it with --resume")
-    cluster = check_cluster(config)
-    plan = plan_convert(config)
-    job, out = plan.job, config.output
-    vol, top = job.input, job.levels
-    nothing = ConvertStats(str(out), vol.shape, vol.dtype, top[0].voxel_size, len(top), 0, 0.0)
-    if plan.complete and not verify:
-        log(f"{out} is complete: nothing to resume")
-        return nothing
-    with hold(out, "pssr-volume convert"):
-        # again, now that no other run can start on it (one may have finished meanwhile)
-        complete = check_output(out, resume=config.resume, overwrite=config.overwrite,
-                                fingerprint=plan.provenance["fingerprint"],
-                                settings=plan.settings)
-        if verify:  # damage found: the output is unfinished again, those tasks undone
-            complete = not verify_for_resume(out, TaskMap(job.levels, job.stages), log)
-        if complete:
-            log(f"{out} is complete: nothing to resume")
-            return nothing
-        return _convert(config, plan, cluster, log)
-
-
-def _convert(config: ConvertConfig, plan: ConvertPlan, cluster: ClusterSpec,
-             log: Callable[[str], None]) -> ConvertStats:
-    job, out = plan.job, config.output
-    vol, top = job.input, job.levels
-    for note in plan.notes:
-        log(note_line(note))
-    log(f"input   {vol.source}: {vol.kind} {_fmt(vol.shape)} {vol.dtype}, voxel "
-        f"{_fmt(top[0].voxel_size)} nm")
-    log(f"output  {out}: {len(top)} levels (to {_fmt(top[-1].shape)}), chunks "
-        f"{_fmt(job.chunk)}, " + (f"shards {_fmt(plan.layout.shards[0])}, "
-                                   if plan.layout.shards else "")
-        + f"NGFF {config.ngff_version}")
     started = time.perf_counter()
-    with open_executor(cluster, log_path(out)) as ex:
-        open_output(out, plan.layout, plan.provenance, overwrite=config.overwrite)
-        bar = ProgressBar(config.progress, "converting")
-        try:
-            stats = execute(job, ex, bar)
-        finally:
-            bar.close()
-    complete_output(out)
-    return ConvertStats(str(out), vol.shape, vol.dtype, top[0].voxel_size, len(top),
-                        stats.blocks_done + stats.pyramid_tasks, time.perf_counter() - started)
+    plan, stats = drive(config, lambda cluster: plan_convert(config), log, verify)
+    vol, levels = plan.job.input, plan.job.levels
+    return ConvertStats(str(config.output), vol.shape, vol.dtype, levels[0].voxel_size,
+                        len(levels), stats.blocks_done + stats.pyramid_tasks,
+                        time.perf_counter() - started)
 
 
 # --- options -----------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def estimate(plan: Plan) -> Estimate:
         r = reach(job.blend, grid.block[1:], (grid.halo[1] * s, grid.halo[2] * s))
         tasks = 2 * len(grid) + sum(len(grid.neighbours(i, r)) for i in grid.indices())
     shapes = tuple(lv.shape for lv in job.levels)
-    layout = plan.shards or tuple(job.chunk for _ in shapes)
+    layout = plan.layout.shards or tuple(job.chunk for _ in shapes)
     files = tuple(math.prod(math.ceil(n / c) for n, c in zip(shape, unit))
                   for shape, unit in zip(shapes, layout))
     # output pixels the network computes: per axis, the sum over blocks of what it predicts
@@ -90,6 +90,8 @@ def estimate(plan: Plan) -> Estimate:
             total += (b - a) * (1 if axis == 0 else s)
         sums.append(total)
     computed = math.prod(sums) / 1e6
+    if plan.model is None:
+        raise ValueError("a cost estimate needs a network")
     cfg = plan.model.config
     g = gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
     return Estimate(

@@ -23,8 +23,8 @@ from pssr_volume.config import BlendMode, ModelConfig, RunConfig
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, sample_volume
-from pssr_volume.io.inputs import InputVolume, input_location, open_input
-from pssr_volume.io.ome_zarr import OutputLayout, check_output, check_paths, chunk_codec
+from pssr_volume.io.inputs import InputVolume, open_input
+from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
 from pssr_volume.io.stores import absolute
 from pssr_volume.model import ModelInfo, check_model, describe, model_info
 from pssr_volume.models import resolve_model
@@ -73,37 +73,20 @@ class Job:
 
 @dataclass(frozen=True)
 class Plan:
-    """A validated run: the job plus what the driver needs around it."""
+    """A validated job of any engine command and what the driver
+    (:mod:`pssr_volume.lifecycle`) needs around it; :func:`make_plan` makes ``run``'s,
+    :func:`pssr_volume.convert.plan_convert` ``convert``'s."""
 
-    config: RunConfig
+    command: str  # "run", "convert": names the lease's holder
+    verb: str  # the progress bar's label ("restoring")
     job: Job
-    model: ModelInfo
-    settings: dict[str, Any]
-    fingerprint: str
+    layout: OutputLayout
+    settings: dict[str, Any]  # what determines the output's bytes
+    fingerprint: str  # of ``settings``: a resume must match it
+    provenance: dict[str, Any]  # group attributes recorded with the output
     notes: tuple[str, ...]
-    shards: tuple[Shape3, ...] | None  # per level; None: unsharded (NGFF 0.4)
-    complete: bool = False  # --resume of a finished output: nothing to do
-
-    def layout(self) -> OutputLayout:
-        """How the output store is laid out."""
-        job = self.job
-        return OutputLayout(job.levels, job.chunk, self.shards, job.dtype,
-                            self.config.ngff_version, self.config.compression_level,
-                            name=self.model.config.name)
-
-    def provenance(self) -> dict[str, Any]:
-        """Group attributes recorded with the output."""
-        return {
-            "software": "pssr-volume",
-            "version": __version__,
-            "model": describe(self.model),
-            "input": {"path": self.job.input.path, "array": self.job.input.array_path,
-                      "kind": self.job.input.kind,
-                      "shape": list(self.job.input.shape), "dtype": self.job.input.dtype},
-            "settings": self.settings,
-            "fingerprint": self.fingerprint,
-            "command": self.config.model_dump(mode="json"),
-        }
+    summary: tuple[str, ...] = ()  # human-readable lines describing the planned output
+    model: ModelInfo | None = None  # the network (None: ``convert``)
 
 
 def _resolve_model(config: RunConfig) -> ModelInfo:
@@ -254,7 +237,6 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     """
     notes: list[str] = []
     volume = open_input(config.input)  # a missing input: "input not found: PATH"
-    check_paths(input_location(config.input), config.output)  # file.h5:/dataset -> file.h5
     notes.extend(volume.notes)
     whole = volume  # the intensity range comes from the whole volume, also for a --roi
     if config.roi is not None:
@@ -329,6 +311,17 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         dtype=volume.dtype, nan_value=config.nan_value, noise=noise,
     )
     ident = fingerprint(settings)
-    complete = check_output(config.output, resume=config.resume, overwrite=config.overwrite,
-                            fingerprint=ident, settings=settings)
-    return Plan(config, job, model, settings, ident, tuple(notes), shards, complete)
+    layout = OutputLayout(levels, chunk, shards, volume.dtype, config.ngff_version,
+                          config.compression_level, name=model.config.name)
+    provenance = {
+        "software": "pssr-volume",
+        "version": __version__,
+        "model": describe(model),
+        "input": {"path": volume.path, "array": volume.array_path, "kind": volume.kind,
+                  "shape": list(volume.shape), "dtype": volume.dtype},
+        "settings": settings,
+        "fingerprint": ident,
+        "command": config.model_dump(mode="json"),
+    }
+    return Plan("run", "restoring", job, layout, settings, ident, provenance, tuple(notes),
+                model=model)

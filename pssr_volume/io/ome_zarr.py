@@ -79,6 +79,41 @@ def check_paths(input_path: Location, output: Location) -> None:
         raise PssrError(f"output {output} contains the input {input_path}")
 
 
+def _hierarchy_node(path: Location) -> bool:
+    """Whether ``path`` is a node of a Zarr (v2, v3) or N5 hierarchy: it holds its metadata."""
+    return any(stores.is_file(stores.child(path, name))
+               for name in ("zarr.json", ".zgroup", ".zarray", "attributes.json"))
+
+
+def _container(path: Location) -> Location:
+    """The outermost folder of the Zarr or N5 hierarchy that ``path`` lies in (an OME-Zarr
+    level's image group, an N5 dataset's container), or ``path`` itself."""
+    top, up = path, stores.parent(path)
+    while up is not None and _hierarchy_node(up):
+        top, up = up, stores.parent(up)
+    return top
+
+
+def check_placement(input_path: str | Path, output: Location) -> None:
+    """The one rule of where an output may go: it may not be the input, lie inside it or
+    contain it, nor lie inside the Zarr or N5 hierarchy the input belongs to (for the input
+    ``img.ome.zarr/0``, ``img.ome.zarr/restored`` would write into the input's image).
+    ``file.h5:/dataset`` is the file ``file.h5``.
+
+    Raises
+    ------
+    PssrError
+        For an output that breaks the rule.
+    """
+    from pssr_volume.io.inputs import input_location
+
+    location = input_location(input_path)
+    check_paths(location, output)
+    container = _container(location)
+    if str(container) != str(location):
+        check_paths(container, output)
+
+
 def chunk_codec(ngff_version: str) -> str:
     """The compressor of an output's chunks: ``"zstd"`` (then crc32c) for NGFF 0.5 on zarr
     v3, ``"gzip"`` (CRC-32 in its trailer) for NGFF 0.4 on zarr v2."""
