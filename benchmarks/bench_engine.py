@@ -35,11 +35,11 @@ import numpy as np
 import tifffile
 import torch
 
+from pssr_volume.bundled import bundled_model_path
 from pssr_volume.config import RunConfig
 from pssr_volume.demo import make_demo_volume
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.model import model_info
-from pssr_volume.models import bundled_model_path
 from pssr_volume.plan import DEFAULT_BLOCK_YX, DEFAULT_BLOCK_Z
 from pssr_volume.predict import Predictor
 from pssr_volume.run import run

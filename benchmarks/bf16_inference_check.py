@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from whole_volume import predict_whole  # noqa: E402
 
+from pssr_volume.bundled import resolve_model  # noqa: E402
 from pssr_volume.config import RunConfig  # noqa: E402
 from pssr_volume.crappify.presets import get_preset  # noqa: E402
-from pssr_volume.crappify.volume import write_tiff_stack  # noqa: E402
 from pssr_volume.io.inputs import open_input  # noqa: E402
+from pssr_volume.io.tiff import write_tiff_stack  # noqa: E402
 from pssr_volume.metrics import volume_metrics  # noqa: E402
 from pssr_volume.model import load_model, save_model  # noqa: E402
-from pssr_volume.models import resolve_model  # noqa: E402
 from pssr_volume.plan import make_plan  # noqa: E402
 from pssr_volume.precision import cpu_has_bf16  # noqa: E402
 from pssr_volume.run import run  # noqa: E402

@@ -26,8 +26,8 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageDraw, ImageFont
 
+from pssr_volume.bundled import bundled_model_path
 from pssr_volume.crappify.presets import get_preset
-from pssr_volume.models import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from neuroglancer_viewer import NeuroglancerBrowser, serve_directory  # noqa: E402  (tests/)

@@ -26,7 +26,7 @@ if [[ $STAGE == all || $STAGE == train ]]; then
   # The two bundled models, one after the other (flags in docs/train_bundled.sh):
   # $OUT/train/pssr-em-x4-deep-mse-w0.01 (2-D, 30000 steps, two threads) and
   # $OUT/train/pssr-em-x4-iso (3 sections in, 8000 steps, one thread).
-  # pssr_volume/models/<name>.safetensors is a run's validation-selected model.safetensors or
+  # pssr_volume/bundled/<name>.safetensors is a run's validation-selected model.safetensors or
   # its final weights (benchmarks/checkpoint_model.py); RESULTS.md says which.
   OUT="$OUT/train" bash docs/train_bundled.sh 2d
   OUT="$OUT/train" bash docs/train_bundled.sh iso

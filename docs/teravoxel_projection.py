@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 
 from pssr_volume.blocks import BlockGrid, default_chunk
+from pssr_volume.bundled import bundled_model_path
 from pssr_volume.estimate import CPU_GFLOPS_PER_CORE, ENGINE_MVOX_PER_CORE, GPU_GFLOPS
 from pssr_volume.model import model_info
-from pssr_volume.models import bundled_model_path
 from pssr_volume.nets.cost import gflop_per_out_mpx
 from pssr_volume.nets.registry import build
 from pssr_volume.plan import DEFAULT_BLOCK_YX, DEFAULT_BLOCK_Z

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training of the bundled models (pssr_volume/models/), on the training folders only. On a
+# Training of the bundled models (pssr_volume/bundled/), on the training folders only. On a
 # 2-core CPU with native bf16: iso on one thread (about 1.3 h), 2d on two (about 2.3 h); THREADS
 # overrides, and a resumed run may change it. The 2d fine-tune stage runs with the default
 # settings only (FINETUNE=0 skips it).

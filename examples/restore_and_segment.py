@@ -38,11 +38,11 @@ from skimage.metrics import adapted_rand_error, variation_of_information
 from skimage.transform import resize
 
 import pssr_volume
+from pssr_volume.bundled import DEFAULT_MODEL, resolve_model
 from pssr_volume.config import RunConfig
 from pssr_volume.crappify.presets import get_preset
 from pssr_volume.demo import make_demo_volume
 from pssr_volume.errors import PssrError
-from pssr_volume.models import DEFAULT_MODEL, resolve_model
 from pssr_volume.run import run
 
 SCALE = 4

@@ -13,9 +13,14 @@ blocks of ``block`` output voxels, aligned to the origin. Block ``j`` along y::
 
 The tile is what the network sees. It may extend past the volume (first and
 last blocks); those voxels are read with reflection at the volume border, the
-same values a whole-volume inference with reflect padding sees. Because core
-starts and halos are multiples of the network grid and the halo covers the
-receptive field, a block's output equals whole-volume inference.
+same values a whole-volume inference with reflect padding sees. Because tile
+starts are multiples of the network grid and the halo covers the receptive
+field, a block's output equals whole-volume inference.
+
+A region of interest (``--roi``) is cut into blocks from its own origin, but its
+tiles are snapped to the network grid of the *whole* volume (``origin``), so they
+see the same pooling phases as a full run; past the ROI they read the
+surrounding input (docs/ENGINE.md, "Regions of interest").
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ class Block:
     core : Box
         Input voxels whose restoration is ``write`` (``write`` / scale).
     tile : Box
-        Input voxels the network reads: the core rounded up to the grid in
+        Input voxels the network reads: the core rounded out to the grid in
         y and x, plus the halo on every side (may exceed the volume).
     """
 
@@ -144,6 +149,10 @@ class BlockGrid:
         Input voxels of context per side (z, y, x); y and x multiples of ``grid``.
     grid : int
         The network's total downsampling factor (shift-equivariance step).
+    origin : tuple of int
+        Where this volume starts in the whole input (a region of interest). Tile
+        boxes stay in this volume's coordinates, but are rounded out to the grid
+        counted from the whole input's origin, as a full run's tiles are.
     """
 
     in_shape: Shape3
@@ -151,6 +160,7 @@ class BlockGrid:
     block: Shape3
     halo: Shape3
     grid: int
+    origin: Shape3 = (0, 0, 0)
 
     def __post_init__(self) -> None:
         step = self.scale * self.grid
@@ -197,11 +207,12 @@ class BlockGrid:
             s = 1 if axis == 0 else self.scale
             g = 1 if axis == 0 else self.grid
             c0, c1 = w0 // s, w1 // s
-            t1 = c0 + math.ceil((c1 - c0) / g) * g
+            o = self.origin[axis]  # the core rounded out to the whole input's grid
+            t0, t1 = (o + c0) // g * g - o, -(-(o + c1) // g) * g - o
             h = self.halo[axis]
             write.append((w0, w1))
             core.append((c0, c1))
-            tile.append((c0 - h, t1 + h))
+            tile.append((t0 - h, t1 + h))
         return Block(cast(Shape3, tuple(index)), tuple(write), tuple(core), tuple(tile))
 
     def neighbours(self, index: Shape3, reach: tuple[int, int]) -> list[Shape3]:

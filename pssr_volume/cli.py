@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -36,6 +36,9 @@ from pssr_volume.config import (
 )
 from pssr_volume.errors import PssrError
 
+if TYPE_CHECKING:
+    from pssr_volume.engine import RunStats
+
 
 def _echo(line: str) -> None:
     click.echo(line, err=True)
@@ -48,7 +51,7 @@ def cli() -> None:
     into multiscale OME-Zarr."""
 
 
-@cli.command()
+@cli.command(short_help="Restore a volume blockwise into multiscale OME-Zarr.")
 @click.argument("input")
 @click.argument("output")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
@@ -67,7 +70,8 @@ def cli() -> None:
               help="Level-0 shard (NGFF 0.5): chunks stored together in one file; divides the "
                    "block. Default: one shard per write block.")
 @click.option("--halo", type=Numbers(2, int, "YX"), default=None,
-              help="Input pixels of context per side. Default: the model's receptive field.")
+              help="Input pixels of context per side. Default: the model's receptive field "
+                   "rounded up to its grid (pssr-volume info MODEL shows it).")
 @click.option("--blend", type=choices(RunConfig, "blend"), default=default(RunConfig, "blend"),
               show_default=True, help="How overlapping predictions combine.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run (same settings).")
@@ -95,6 +99,12 @@ def cli() -> None:
                    "for noise-aware models. Default: estimated once from the volume.")
 @click.option("--roi", type=Ranges(), default=None,
               help="Restore only this sub-volume (input voxels, Z0:Z1,Y0:Y1,X0:X1).")
+@click.option("--consistency-map", is_flag=True,
+              help="Also write each block's data-consistency figure (the restoration degraded "
+                   "back vs the input) as the array 'consistency' in the output.")
+@click.option("--force", is_flag=True,
+              help="Run a multi-section model on sections more than 2x further apart than "
+                   "it was trained on (refused by default).")
 @click.option("--dry-run", is_flag=True,
               help="Check everything and print the plan and its cost; write nothing.")
 @click.option("--verify", is_flag=True,
@@ -111,14 +121,38 @@ def run(verify: bool, **kwargs: Any) -> None:
     if config.dry_run:
         _echo("dry run: nothing was written")
         return
-    _echo(
-        f"done: {stats.blocks_done} block(s) restored, {stats.blocks_skipped} already done, "
-        f"{stats.pyramid_tasks} pyramid task(s), {stats.seconds:.1f} s "
-        f"({stats.mvoxels_per_second:.2f} output Mvoxel/s)"
-    )
+    _echo(run_summary(stats))
 
 
-@cli.command()
+def _levels(first: int, last: int) -> str:
+    return f"level {first}" if first == last else f"levels {first}-{last}"
+
+
+def run_summary(stats: RunStats) -> str:
+    """The ``done:`` line of a run: blocks, where each pyramid level was written (inside the
+    block tasks, or by later pyramid tasks that read the level below back), and the time:
+    the start-up (until the first finished task began its own work: workers, imports,
+    scheduling) apart, and the output rate over the rest."""
+    parts = [f"done: {stats.blocks_done} block(s) restored, {stats.blocks_skipped} already done"]
+    top, inside = stats.levels - 1, stats.block_levels
+    if top > 0:
+        pyramid = (f"pyramid {_levels(1, inside)} written in the block tasks" if inside
+                   else "pyramid")
+        if top > inside:
+            pyramid += (f"{',' if inside else ''} {_levels(inside + 1, top)} by "
+                        f"{stats.pyramid_tasks} later pyramid task(s)")
+        parts.append(pyramid)
+    if stats.startup_seconds is None:  # no task ran
+        parts.append(f"{stats.seconds:.1f} s")
+    else:
+        work = stats.seconds - stats.startup_seconds
+        rate = stats.voxels_written / 1e6 / work if work > 0 else 0.0
+        parts.append(f"{stats.seconds:.1f} s: {stats.startup_seconds:.1f} s start-up, then "
+                     f"{rate:.2f} output Mvoxel/s")
+    return "; ".join(parts)
+
+
+@cli.command(short_help="Train a model on high-resolution volumes, crappified on the fly.")
 @click.argument("hr_inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for model.safetensors, metrics.csv and train.json.")
@@ -188,11 +222,11 @@ def train(hr_inputs: tuple[Path, ...], arch_arg: tuple[str, ...], progress: bool
     _echo(f"wrote {path}")
 
 
-@cli.command()
+@cli.command(short_help="Degrade a high-resolution volume into a low-resolution one.")
 @click.argument("input")
 @click.argument("output")
 @click.option("--preset", default=default(CrappifyConfig, "preset"), show_default=True,
-              help="pssr-em | pssr-fluo | pssr2 | integrate-read | mix (one random training "
+              help="pssr-em | pssr-fluo | pssr2 | integrate-read | jpeg | mix (one random training "
                    "degradation).")
 @click.option("--scale", type=int, default=default(CrappifyConfig, "scale"), show_default=True)
 @click.option("--seed", type=int, default=default(CrappifyConfig, "seed"), show_default=True)
@@ -210,7 +244,7 @@ def crappify(**kwargs: Any) -> None:
           f"({config.preset}, x{config.scale}, seed {config.seed})")
 
 
-@cli.command()
+@cli.command(short_help="Score models against interpolation and BM3D baselines.")
 @click.option("--hr", "hr", multiple=True, required=True, type=click.Path(path_type=Path),
               help="High-resolution volume (repeatable).")
 @click.option("--lr", "lr", multiple=True, type=click.Path(path_type=Path),
@@ -251,7 +285,7 @@ def evaluate(presets: tuple[str, ...], **kwargs: Any) -> None:
     _echo(f"wrote {config.out / 'results.md'}")
 
 
-@cli.command()
+@cli.command(short_help="Write a synthetic EM-like test volume.")
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--shape", type=Numbers(3, int, "ZYX"),
               default=",".join(map(str, default(DemoConfig, "shape"))), show_default=True,
@@ -269,7 +303,7 @@ def demo(**kwargs: Any) -> None:
     _echo(f"wrote {config.output}: {z}x{y}x{x} uint8, voxel 50x18.4x18.4 nm")
 
 
-@cli.command()
+@cli.command(short_help="Convert a volume into multiscale OME-Zarr, losslessly.")
 @click.argument("input")
 @click.argument("output")
 @click.option("--voxel-size", type=Numbers(3, float, "ZYX"), default=None,
@@ -302,6 +336,8 @@ def demo(**kwargs: Any) -> None:
 @click.option("--verify", is_flag=True,
               help="With --resume: check every chunk first and rewrite damaged or missing ones.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--dry-run", is_flag=True,
+              help="Check everything and print the plan (tasks, levels, files); write nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def convert(verify: bool, **kwargs: Any) -> None:
     """Convert INPUT (TIFF, OME-TIFF, folder of TIFFs, Zarr, OME-Zarr level, N5,
@@ -311,21 +347,26 @@ def convert(verify: bool, **kwargs: Any) -> None:
     from pssr_volume.convert import convert as run_convert
 
     stats = run_convert(config, log=_echo, verify=verify)
+    if config.dry_run:
+        _echo("dry run: nothing was written")
+        return
     _echo(f"done: {stats.output}: {'x'.join(map(str, stats.shape))} {stats.dtype} at "
           f"{'x'.join(f'{v:g}' for v in stats.voxel_size)} nm, {stats.levels} level(s), "
-          f"{stats.tasks} task(s), {stats.seconds:.1f} s")
+          f"{stats.tasks} task(s), {stats.seconds:.1f} s in all (start-up included)")
 
 
-@cli.command()
+@cli.command(short_help="Describe a volume, an output, a model or the bundled models.")
 @click.argument("path", required=False)
 @click.option("--models", "list_models", is_flag=True, help="List the bundled models.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print every attribute as one JSON document (default: a short summary).")
 def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
-    """Describe a volume (shape, dtype, chunks, voxel size, levels, provenance), a model file
-    or bundled model name (architecture, scale, inputs, training data, metrics); with no
-    PATH, or --models, list the bundled models."""
+    """Describe a volume (shape, dtype, chunks, voxel size, levels; for a pssr-volume
+    output also its status, model, noise, blending, input and time), a model file or
+    bundled model name (network, default halo, training, validation scores); with no
+    PATH, or --models, list the bundled models. --json prints the full record."""
+    from pssr_volume.bundled import BUNDLED, bundled_rows, describe_row
     from pssr_volume.io.inputs import input_location
-    from pssr_volume.models import BUNDLED, bundled_rows, describe_row
 
     if path is None or list_models:
         rows = bundled_rows()
@@ -335,14 +376,17 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
     path = cli_path(str(path))
     if isinstance(path, Path) and (path.suffix == ".safetensors"
                                    or (str(path) in BUNDLED and not path.exists())):
+        from pssr_volume.bundled import resolve_model
         from pssr_volume.model_header import read_config
-        from pssr_volume.models import resolve_model
 
         model = resolve_model(path)
         read_config(model)  # a damaged header fails before torch loads
+        from pssr_volume.io.info import format_model
         from pssr_volume.model import describe, model_info
 
-        click.echo(json.dumps(describe(model_info(model), full=True), indent=2))
+        desc = describe(model_info(model), full=True)
+        click.echo(json.dumps(desc, indent=2) if as_json else
+                   "\n".join(format_model(desc, str(model))))
         return
     location = input_location(path)
     if isinstance(location, Path) and not location.exists():
@@ -355,12 +399,9 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
         return
     for line in format_info(details):
         click.echo(line)
-    if details.get("provenance"):
-        click.echo("provenance:")
-        click.echo(json.dumps(details["provenance"], indent=2))
 
 
-@cli.command()
+@cli.command(short_help="Re-read every chunk of an output; report damaged or missing ones.")
 @click.argument("output")
 def verify(output: str) -> None:
     """Re-read every chunk of every level of the OME-Zarr OUTPUT: one line per damaged

@@ -40,8 +40,8 @@ def check_early(config: RunConfig | ConvertConfig) -> None:
         check_output(config.output, resume=False, overwrite=config.overwrite, fingerprint="",
                      settings={})
     if isinstance(config, RunConfig) and config.model is not None:
+        from pssr_volume.bundled import resolve_model
         from pssr_volume.model_header import read_config
-        from pssr_volume.models import resolve_model
 
         read_config(resolve_model(config.model))
 

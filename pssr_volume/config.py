@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from pssr_volume.ngff import NgffFormat, ngff_format
 from pssr_volume.types import Shape3
 from pssr_volume.urls import Url, check_url, scheme_of
 
@@ -95,13 +96,22 @@ class OutputConfig(Strict):
     overwrite: bool = False
     progress: bool = True
 
+    @property
+    def ngff(self) -> NgffFormat:
+        """The format object of ``ngff_version`` (what the version implies)."""
+        return ngff_format(self.ngff_version)
+
     @model_validator(mode="after")
     def _version_limits(self) -> OutputConfig:
-        if self.shard_shape is not None and self.ngff_version != "0.5":
-            raise ValueError("--shard-shape needs NGFF 0.5 (zarr v3); NGFF 0.4 is unsharded")
-        if self.ngff_version == "0.4" and self.compression_level > 9:
-            raise ValueError(f"--compression-level {self.compression_level}: NGFF 0.4 chunks "
-                             "are gzip, whose levels are 0-9")
+        fmt = self.ngff
+        if self.shard_shape is not None and not fmt.sharding:
+            raise ValueError(f"--shard-shape needs NGFF 0.5 (zarr v3); NGFF {fmt.version} is "
+                             "unsharded")
+        low, high = fmt.compression_levels
+        if not low <= self.compression_level <= high:
+            raise ValueError(f"--compression-level {self.compression_level}: NGFF "
+                             f"{fmt.version} chunks are {fmt.codec}, whose levels are "
+                             f"{low}-{high}")
         return self
 
 
@@ -139,6 +149,9 @@ class ModelConfig(Strict):
     noise_input: bool = False  # a noise map (pssr_volume.noise) is an extra input channel
     # the output (high-resolution) pixel sizes of the training data, nm: smallest, largest
     pixel_size_nm: tuple[float, float] | None = None
+    # a multi-section model: the largest z step (nm) of its training data; ``run`` refuses
+    # inputs whose sections are more than 2x as far apart (``--force`` overrides)
+    section_spacing_nm: float | None = None
     # restore in bf16 where the device computes it natively: set only after measuring that
     # blockwise == whole stays within 1 grey level and hold-out PSNR within 0.05 dB of fp32
     bf16_inference: bool = False
@@ -218,6 +231,8 @@ class RunConfig(JobConfig):
     roi: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
     nan_value: float | None = None
     noise: tuple[float, float] | None = None  # (a, b) of var = a + b I; None: estimated
+    force: bool = False  # run a multi-section model on sections further apart than it knows
+    consistency_map: bool = False  # also write each block's data-consistency figure
 
     @field_validator("noise")
     @classmethod

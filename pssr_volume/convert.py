@@ -25,6 +25,7 @@ import numpy as np
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, check_chunking
 from pssr_volume.config import ConvertConfig
+from pssr_volume.estimate import describe, estimate
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
 from pssr_volume.io.stores import absolute
@@ -73,7 +74,7 @@ def plan_convert(config: ConvertConfig) -> Plan:
     dt = np.dtype(vol.dtype)
     method = c.downsample or ("mode" if dt.kind in "iu" and dt.itemsize >= 4 else "mean")
     stages = plan_stages(levels, block, chunk)
-    shards = shard_shapes(levels, stages, chunk, c.shard_shape) if c.ngff_version == "0.5" \
+    shards = shard_shapes(levels, stages, chunk, c.shard_shape) if c.ngff.sharding \
         else None
     settings = {
         "operation": "convert",
@@ -151,7 +152,8 @@ def convert(config: ConvertConfig, log: Callable[[str], None] = lambda s: None,
         (finished blocks are kept; ``--resume`` completes the conversion).
     """
     started = time.perf_counter()
-    plan, stats = drive(config, lambda cluster: plan_convert(config), log, verify)
+    plan, stats = drive(config, lambda cluster: plan_convert(config), log, verify,
+                        dry_run_lines=lambda plan: describe(estimate(plan)))
     vol, levels = plan.job.input, plan.job.levels
     return ConvertStats(str(config.output), vol.shape, vol.dtype, levels[0].voxel_size,
                         len(levels), stats.blocks_done + stats.pyramid_tasks,

@@ -30,6 +30,7 @@ from pssr_volume.blocks import (
     Box,
     box_shape,
 )
+from pssr_volume.consistency import Residual
 from pssr_volume.errors import PssrError, RunFailed, first_line
 from pssr_volume.io.journal import Journal
 from pssr_volume.plan import Job
@@ -39,6 +40,7 @@ from pssr_volume.tasks import (
     Times,
     blend_pieces,
     blend_write,
+    block_index,
     block_key,
     copy_block,
     pick,
@@ -86,6 +88,14 @@ class RunStats:
     voxels_written: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks
+    levels: int = 1  # output levels
+    block_levels: int = 0  # the block tasks write levels 0..block_levels (the rest: pyramid tasks)
+    # seconds before the first finished task began its own work: cluster and worker start-up,
+    # imports, scheduling (``seconds`` includes them; None: no task ran)
+    startup_seconds: float | None = None
+    # each block's data-consistency sums, from the journal (a network run; blocks of an
+    # earlier, interrupted run included): pssr_volume.consistency
+    residuals: dict[tuple[int, int, int], Residual] = field(default_factory=dict)
 
     def add_times(self, times: Times) -> None:
         """Add one task's seconds per stage."""
@@ -96,6 +106,12 @@ class RunStats:
     def mvoxels_per_second(self) -> float:
         """Level-0 output megavoxels written per second of this run."""
         return self.voxels_written / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def task_finished(self, elapsed: float, times: Times) -> None:
+        """Note a finished task, ``elapsed`` seconds into the run: the first one sets
+        :attr:`startup_seconds`."""
+        if self.startup_seconds is None:
+            self.startup_seconds = max(0.0, elapsed - sum(times.values()))
 
 
 class TaskFailed(Exception):
@@ -217,7 +233,8 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
     progress = progress or _NoProgress()
     run = uuid.uuid4().hex[:8]
     done = Journal(job.output).done()
-    stats = RunStats(blocks_total=len(job.grid))
+    stats = RunStats(blocks_total=len(job.grid), levels=len(job.levels),
+                     block_levels=job.stages[0].last)
     todo = [i for i in job.grid.indices() if block_key(i) not in done]
     stats.blocks_skipped = stats.blocks_total - len(todo)
     pyramid = [
@@ -230,12 +247,14 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
 
     def block_done(result: tuple[Index, Times]) -> None:
         index, times = result
+        stats.task_finished(time.perf_counter() - t0, times)
         stats.add_times(times)
         stats.blocks_done += 1
         stats.voxels_written += math.prod(box_shape(job.grid.block_at(index).write))
         progress.advance(1)
 
     def pyramid_done(result: tuple[Box, Times]) -> None:
+        stats.task_finished(time.perf_counter() - t0, result[1])
         stats.add_times(result[1])
         stats.pyramid_tasks += 1
         progress.advance(1)
@@ -267,5 +286,17 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
             f"{e.label} failed: {first_line(e.error)} ({done_now} of {stats.blocks_total} "
             "blocks are done and kept; rerun with --resume)"
         ) from e
+    if job.model_path is not None:
+        stats.residuals = _residuals(job)
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _residuals(job: Job) -> dict[tuple[int, int, int], Residual]:
+    """The consistency sums the block tasks left in the journal, by block index."""
+    found = {}
+    for key, note in Journal(job.output).notes().items():
+        index, residual = block_index(key), Residual.from_note(note)
+        if index is not None and residual is not None:
+            found[index] = residual
+    return found

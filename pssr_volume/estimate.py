@@ -90,10 +90,10 @@ def estimate(plan: Plan) -> Estimate:
             total += (b - a) * (1 if axis == 0 else s)
         sums.append(total)
     computed = math.prod(sums) / 1e6
-    if plan.model is None:
-        raise ValueError("a cost estimate needs a network")
-    cfg = plan.model.config
-    g = gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
+    g = 0.0  # a copy (convert) runs no network
+    if plan.model is not None:
+        cfg = plan.model.config
+        g = gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
     return Estimate(
         blocks=len(grid), pyramid_tasks=pyramid, tasks=tasks + pyramid,
         level_shapes=shapes, level_bytes=tuple(math.prod(x) * itemsize for x in shapes),
@@ -118,9 +118,11 @@ def describe(est: Estimate) -> list[str]:
                                                  est.level_files)):
         lines.append(f"level {k} {'x'.join(map(str, shape))}: {_size(size)} uncompressed, "
                      f"{files} data file(s)")
+    lines.append(f"output  {_size(est.output_bytes)} uncompressed in {est.files} data file(s) "
+                 "(plus metadata)")
+    if est.network_gflop == 0:  # a copy: no network
+        return lines
     lines += [
-        f"output  {_size(est.output_bytes)} uncompressed in {est.files} data file(s) "
-        "(plus metadata)",
         f"network {est.gflop_per_out_mpx:.1f} GFLOP per output Mpx x {est.computed_mpx:.4g} Mpx "
         f"(halos included) = {est.network_gflop:.4g} GFLOP",
         f"time    network: {est.cpu_core_hours():.3g} CPU core-hours at "

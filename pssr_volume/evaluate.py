@@ -32,10 +32,9 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
-import zarr
 
 from pssr_volume.baselines import (
     BASELINES,
@@ -46,13 +45,15 @@ from pssr_volume.baselines import (
 )
 from pssr_volume.config import EvaluateConfig, RunConfig
 from pssr_volume.crappify.presets import get_preset
-from pssr_volume.crappify.volume import GreyMap, write_tiff_stack
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.evaluate_cases import check_evaluation, evaluation_cases, hr_region, safe_name
 from pssr_volume.evaluate_report import montage, write_results
 from pssr_volume.frc import frc_resolution
+from pssr_volume.intensity import GreyMap
 from pssr_volume.io.inputs import open_input
+from pssr_volume.io.ome_zarr import read_provenance
+from pssr_volume.io.tiff import write_tiff_stack
 from pssr_volume.metrics import raw_range, volume_metrics
 from pssr_volume.model import ModelInfo, model_info
 
@@ -84,8 +85,7 @@ def restore(cfg: EvaluateConfig, lr_path: Path, model: ModelInfo, output: Path
     wall = time.perf_counter() - t0
     vol = open_input(output)
     pred = vol.read((slice(None), slice(None), slice(None)))
-    prov = cast(dict[str, Any], zarr.open_group(str(output), mode="r").attrs.get("pssr_volume", {}))
-    settings = dict(prov).get("settings", {})
+    settings = (read_provenance(output) or {}).get("settings", {})
     return pred, {"seconds": round(stats.seconds, 3), "wall_seconds": round(wall, 3),
                   "out_mpx_per_s": round(stats.mvoxels_per_second, 4),
                   "blocks": stats.blocks_done, "block_shape": settings.get("block_shape"),
@@ -115,7 +115,7 @@ def _load_case(cfg: EvaluateConfig, case: dict[str, Any], scale: int, folder: Pa
         region = hr_region(hr_vol.shape, scale, cfg.z, cfg.crop)
         hr = hr_vol.read(region)
         pipeline = get_preset(case["preset"], scale)
-        grey = GreyMap.for_volume(hr_vol)
+        grey = GreyMap.for_volume(hr_vol.dtype, hr_vol.read, hr_vol.shape)
         lr = np.stack([grey.from_unit(pipeline(grey.to_unit(s), np.random.default_rng(
             [cfg.seed, region[0].start + k]))) for k, s in enumerate(hr)])
         v = hr_vol.voxel_size

@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 from typing import Any, cast
 
+from pssr_volume.bundled import DEFAULT_MODEL, bundled_models, resolve_model
 from pssr_volume.config import EvaluateConfig
 from pssr_volume.crappify.presets import get_preset
 from pssr_volume.errors import PssrError
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.model_header import read_config
-from pssr_volume.models import DEFAULT_MODEL, bundled_models, resolve_model
 
 
 def check_evaluation(cfg: EvaluateConfig) -> tuple[Path, ...]:

@@ -9,6 +9,7 @@ uses the same numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,6 +53,39 @@ def intensity_range(config: NormalizationConfig, sample: np.ndarray | None) -> t
     lo, hi = np.percentile(sample, [config.low, config.high])
     lo, hi = float(lo), float(hi)
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+@dataclass(frozen=True)
+class GreyMap:
+    """Affine map between stored grey values and the [0, 1] floats crappifiers use."""
+
+    lo: float
+    hi: float
+    dtype: str
+
+    @classmethod
+    def for_volume(cls, dtype: str, read: Reader, shape: tuple[int, int, int]) -> GreyMap:
+        """``[0, dtype max]`` for integer types, the sampled [min, max] for floats
+        (:func:`sample_volume` of the volume that ``read`` reads)."""
+        dt = np.dtype(dtype)
+        if dt.kind in "iu":
+            return cls(0.0, float(np.iinfo(dt).max), dt.name)
+        lo, hi = intensity_range(NormalizationConfig(mode="percentile", low=0, high=100),
+                                 sample_volume(read, shape))
+        return cls(lo, hi, dt.name)
+
+    def to_unit(self, a: np.ndarray) -> np.ndarray:
+        """Stored values to floats in [0, 1] (clipped)."""
+        return np.clip((a.astype(np.float32) - self.lo) / (self.hi - self.lo), 0, 1)
+
+    def from_unit(self, a: np.ndarray) -> np.ndarray:
+        """Floats in [0, 1] back to the stored dtype (rounded for integers)."""
+        v = a.astype(np.float64) * (self.hi - self.lo) + self.lo
+        dt = np.dtype(self.dtype)
+        if dt.kind in "iu":
+            info = np.iinfo(dt)
+            v = np.clip(np.rint(v), info.min, info.max)
+        return v.astype(dt)
 
 
 def work_dtype(dtype: str | np.dtype) -> np.dtype:

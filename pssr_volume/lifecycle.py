@@ -29,6 +29,7 @@ from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_execu
 from pssr_volume.config import JobConfig
 from pssr_volume.engine import RunStats, execute
 from pssr_volume.errors import PssrError, note_line
+from pssr_volume.io.consistency_map import record_consistency
 from pssr_volume.io.lease import hold
 from pssr_volume.io.ome_zarr import check_output, check_placement, complete_output, open_output
 from pssr_volume.io.stores import log_path
@@ -113,6 +114,9 @@ def drive(config: JobConfig, make_plan: Callable[[ClusterSpec], Plan], log: Log 
                 stats = execute(plan.job, ex, bar)
             finally:
                 bar.close()
+        if stats.residuals:  # a network's data-consistency figures (pssr_volume.consistency)
+            record_consistency(output, stats.residuals, plan.job.grid.counts,
+                               plan.job.grid.block, getattr(config, "consistency_map", False))
         complete_output(output)
     return plan, stats
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from pssr_volume import __version__
 from pssr_volume.blocks import BlockGrid, Shape3, check_chunking, default_chunk
+from pssr_volume.bundled import bundled_models, resolve_model
 from pssr_volume.config import BlendMode, ModelConfig, RunConfig
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
@@ -27,7 +28,7 @@ from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
 from pssr_volume.io.stores import absolute
 from pssr_volume.model import ModelInfo, check_model, describe, model_info
-from pssr_volume.models import resolve_model
+from pssr_volume.model_fit import check_section_spacing, pixel_size_warning
 from pssr_volume.noise import estimate_volume_noise
 from pssr_volume.pyramid import (
     Downsampling,
@@ -123,7 +124,9 @@ def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
             notes.append(f"halo {halo_yx[0]},{halo_yx[1]} is smaller than the model's "
                          f"receptive field {model.receptive_field[0]},"
                          f"{model.receptive_field[1]}: blocks may show seams")
-    return BlockGrid(volume.shape, scale, block, (model.z_halo, *halo_yx), grid), chunk
+    # a --roi's tiles read their halo from the input around it, on the whole input's grid
+    return BlockGrid(volume.shape, scale, block, (model.z_halo, *halo_yx), grid,
+                     volume.origin), chunk
 
 
 def input_identity(path: str, sample: np.ndarray | None) -> dict[str, Any]:
@@ -202,20 +205,8 @@ def _noise_model(config: RunConfig, model: ModelInfo, volume: InputVolume,
     return (float(f"{est.a:.6g}"), float(f"{est.b:.6g}"))
 
 
-PIXEL_SIZE_SLACK = 1.5  # how far outside its training pixel sizes a model is trusted
-
-
-def pixel_size_warning(model: ModelConfig, out_pixel: float) -> list[str]:
-    """One warning when the output pixel size is more than 1.5x outside the pixel sizes the
-    model was trained at (none when the model does not record them)."""
-    if model.pixel_size_nm is None:
-        return []
-    lo, hi = model.pixel_size_nm
-    if lo / PIXEL_SIZE_SLACK <= out_pixel <= hi * PIXEL_SIZE_SLACK:
-        return []
-    return [f"warning: model {model.name!r} was trained for {lo:g}-{hi:g} nm output pixels; "
-            f"this run's are {out_pixel:g} nm (more than {PIXEL_SIZE_SLACK:g}x outside): "
-            "check --voxel-size, or fine-tune the model (train --init) on data like this"]
+def _bundled_configs() -> dict[str, ModelConfig]:
+    return {name: model_info(path).config for name, path in bundled_models().items()}
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -242,14 +233,17 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     if config.roi is not None:
         volume = volume.with_roi(config.roi)
     model = _resolve_model(config)
-    if model.config.in_slices > 1 and volume.shape[0] == 1:
+    if model.config.in_slices > 1 and whole.shape[0] == 1:
         notes.append("a multi-section model on a single section: neighbours are reflections")
     grid, chunk = _geometry(config, volume, model, notes)
     _check_memory(grid, chunk, volume.dtype)
     voxel = _voxel_size(config, volume, notes)
     s = model.config.scale
-    if config.voxel_size is not None or volume.voxel_size is not None:
+    known = config.voxel_size is not None or volume.voxel_size is not None
+    if known:
         notes.extend(pixel_size_warning(model.config, voxel[1] / s))
+    notes.extend(check_section_spacing(model.config, voxel[0] if known else None, config.force,
+                                       _bundled_configs))
     out_voxel = (voxel[0], voxel[1] / s, voxel[2] / s)
     # voxel centres: output voxel j sits at input coordinate (j + 0.5) / s - 0.5; a region
     # of interest starts at its first input voxel; the input's own offset (its NGFF
@@ -263,7 +257,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
                      f"after {len(levels)} level(s), so {len(levels)} are written")
     stages = plan_stages(levels, grid.block, chunk)
     shards = None
-    if config.ngff_version == "0.5":
+    if config.ngff.sharding:
         shards = shard_shapes(levels, stages, chunk, config.shard_shape)
     norm_cfg = model.config.normalization
     sample = None

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from pssr_volume.cluster.executors import ClusterSpec
-from pssr_volume.config import RunConfig
+from pssr_volume.config import ModelConfig, RunConfig
+from pssr_volume.consistency import Residual
+from pssr_volume.consistency import describe as consistency_lines
 from pssr_volume.engine import RunStats
 from pssr_volume.estimate import describe, estimate
 from pssr_volume.lifecycle import drive
@@ -72,6 +74,19 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None,
         For any user error (nothing is written then) or a failed task
         (finished blocks are kept; ``--resume`` completes the run).
     """
-    _, stats = drive(config, lambda cluster: plan_run(config, cluster), log, verify,
-                     dry_run_lines=lambda plan: describe(estimate(plan)))
+    plan, stats = drive(config, lambda cluster: plan_run(config, cluster), log, verify,
+                        dry_run_lines=lambda plan: describe(estimate(plan)))
+    if stats.residuals and plan.model is not None:
+        model = plan.model.config
+        for line in consistency_lines(sum(stats.residuals.values(), Residual()),
+                                      len(stats.residuals), validation_ratio(model),
+                                      model.name):
+            log(line)
     return stats
+
+
+def validation_ratio(model: ModelConfig) -> float | None:
+    """The highest consistency ratio the model showed on its validation data, where its
+    file records one (``metrics.consistency.max_ratio``: benchmarks/consistency_check.py)."""
+    value = (model.metrics.get("consistency") or {}).get("max_ratio")
+    return float(value) if isinstance(value, (int, float)) else None

@@ -24,8 +24,8 @@ from pssr_volume.blocks import (
     box_slices,
     padded_read_plan,
 )
+from pssr_volume.consistency import Residual, block_residual
 from pssr_volume.errors import PssrError
-from pssr_volume.finish import finish
 from pssr_volume.intensity import normalize
 from pssr_volume.io.journal import Journal
 from pssr_volume.io.levels import read_region, start_write, write_all
@@ -33,6 +33,7 @@ from pssr_volume.noise import NoiseModel, network_input
 from pssr_volume.plan import Job
 from pssr_volume.predict import can_finish, get_predictor
 from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region
+from pssr_volume.stored_voxels import stored_voxels
 
 Index = tuple[int, int, int]
 
@@ -40,6 +41,16 @@ Index = tuple[int, int, int]
 def block_key(index: Index) -> str:
     """Journal key of a level-0 block."""
     return "block " + ".".join(map(str, index))
+
+
+def block_index(key: str) -> Index | None:
+    """The block a journal key names (``None``: not a block's key)."""
+    if not key.startswith("block "):
+        return None
+    parts = key.removeprefix("block ").split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
 
 
 def pyramid_key(level: int, region: Box) -> str:
@@ -61,12 +72,15 @@ def _stage(times: Times | None, name: str) -> Iterator[None]:
 
 
 def read_tile(job: Job, tile: Box, times: Times | None = None) -> np.ndarray:
-    """Read an input box with reflect padding beyond the volume, as float32
-    normalised intensities."""
+    """Read an input box as float32 normalised intensities. The box is in the job's volume
+    coordinates; where it reaches past a region of interest it reads the input around it,
+    and only beyond the whole input's border is it reflect-padded, as in a full run."""
     with _stage(times, "read"):
-        read, take = padded_read_plan(tile, job.input.shape)
+        whole = job.input.whole()
+        box = tuple((a + o, b + o) for (a, b), o in zip(tile, job.input.origin))
+        read, take = padded_read_plan(box, whole.shape)
         region = cast(tuple[slice, slice, slice], box_slices(read))
-        data = apply_read_plan(job.input.read(region), take)
+        data = apply_read_plan(whole.read(region), take)
         if data.dtype.kind == "f":
             data = _replace_non_finite(data, job, read)
     with _stage(times, "normalise"):
@@ -144,11 +158,22 @@ def _finish_block(job: Job, index: Index, values: np.ndarray,
     block = job.grid.block_at(index)
     last = job.stages[0].last
     with _stage(times, "denormalise"):  # and pooling the next level, slab by slab
-        data, pooled = finish(values, *job.norm, job.dtype,
+        data, pooled = stored_voxels(values, *job.norm, job.dtype,
                               job.levels[1].factors if last >= 1 else None)
     write_levels(job, 0, block.write, data, last, times, pooled)
-    Journal(job.output).mark(block_key(index))
+    with _stage(times, "consistency"):
+        note = block_consistency(job, block.core, data).note()
+    Journal(job.output).mark(block_key(index), note)
     return index, times
+
+
+def block_consistency(job: Job, core: Box, data: np.ndarray) -> Residual:
+    """The block's stored voxels, degraded back to the input grid, against the input
+    (:mod:`pssr_volume.consistency`): a read of the block's input core, 1/scale^2 of what
+    it wrote."""
+    observed = read_tile(job, core)
+    restored = normalize(data, *job.norm)
+    return block_residual(restored, observed, job.grid.scale, job.noise)
 
 
 def process_block(job: Job, index: Index) -> tuple[Index, Times]:

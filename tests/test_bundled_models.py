@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import em_like, write_tiff
 
+from pssr_volume.bundled import BUNDLED, DEFAULT_MODEL, bundled_models, resolve_model
 from pssr_volume.config import ModelConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.model import save_model
-from pssr_volume.models import BUNDLED, DEFAULT_MODEL, bundled_models, resolve_model
+from pssr_volume.model_fit import pixel_size_warning
 from pssr_volume.nets.fast import FastUNet
-from pssr_volume.plan import pixel_size_warning
 
 
 def test_resolve_model_files_names_and_unknowns(tmp_path, models):

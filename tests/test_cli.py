@@ -6,6 +6,7 @@ traceback, no output written, and an unchanged input.
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import zarr
 from conftest import digest, em_like, write_tiff
 
-from pssr_volume.models import bundled_model_path
+from pssr_volume.bundled import bundled_model_path
 
 
 @pytest.fixture
@@ -129,9 +130,13 @@ def test_run_reports_and_info_describes(tmp_path, inp, models, cli, scheduler):
     assert code == 0, err
     assert "done: 4 block(s) restored" in err and "receptive field 26 px" in err
     code, text, _ = cli("info", models["fast"])
-    assert code == 0 and '"architecture": "pssr-fast"' in text and '"default_halo"' in text
+    assert code == 0 and "network   pssr-fast" in text and "px (y, x) by default" in text
+    code, text, _ = cli("info", models["fast"], "--json")
+    assert code == 0 and json.loads(text)["architecture"] == "pssr-fast"
     code, text, _ = cli("info", out)
-    assert code == 0 and "shape (z, y, x) = (2, 96, 80)" in text and '"fingerprint"' in text
+    assert code == 0 and "shape (z, y, x) = (2, 96, 80)" in text and "model     fast" in text
+    code, text, _ = cli("info", out, "--json")
+    assert code == 0 and json.loads(text)["provenance"]["fingerprint"]
     assert cli("info", tmp_path / "missing")[0] != 0
 
 

@@ -146,7 +146,7 @@ def test_n5_to_ngff04_valid_and_info(tmp_path, cli):
     code, text, _ = cli("info", out)
     assert code == 0
     assert "shape (z, y, x) = (3, 40, 52), uint16" in text and "NGFF 0.4 (zarr v2)" in text
-    assert "chunks    3x40x52" in text and '"operation": "convert"' in text
+    assert "chunks    3x40x52" in text and "made by   pssr-volume" in text and " convert\n" in text
     code, text, _ = cli("info", out, "--json")
     info = json.loads(text)
     assert [lv["shape"] for lv in info["levels"]] == [[3, 40, 52]]

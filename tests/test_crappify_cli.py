@@ -77,3 +77,53 @@ def test_reads_an_hdf5_dataset(tmp_path, cli, hr):
     assert cli("crappify", ref, tmp_path / "ref_lr.tif", "--preset", "pssr2", "--seed", "3")[0] == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "lr.tif"),
                                   tifffile.imread(tmp_path / "ref_lr.tif"))
+
+
+def test_crappify_imports_no_zarr_library_only_io():
+    """OME-Zarr has one owner (``pssr_volume.io``): the crappify package imports none of
+    the zarr libraries itself (lint-imports checks the same, this reads the source)."""
+    import ast
+    from pathlib import Path
+
+    import pssr_volume.crappify
+
+    banned = {"zarr", "ome_zarr", "numcodecs", "tensorstore"}
+    found = []
+    for path in Path(pssr_volume.crappify.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in banned]
+    assert not found
+
+
+def test_an_ome_zarr_output_is_a_checked_pssr_volume_output(tmp_path, cli, hr):
+    from pssr_volume.io.ome_zarr import read_provenance, storage_of
+
+    src, vol = hr
+    vol[0] = 0  # an all-zero section: its chunk equals the fill value and is still stored
+    write_tiff(src, vol, voxel=(50.0, 4.6, 4.6))
+    out = tmp_path / "lr.ome.zarr"
+    assert cli("crappify", src, out, "--preset", "pssr2", "--scale", "4")[0] == 0
+    prov = read_provenance(out)
+    assert prov is not None and prov["operation"] == "crappify" and prov["status"] == "complete"
+    assert prov["preset"] == "pssr2" and storage_of(prov)["every_chunk_stored"]
+    assert not open_input(out).read(ALL)[0].any()
+    code, _, err = cli("verify", out)
+    assert code == 0, err
+    code, _, err = cli("crappify", src, out)
+    assert code == 2 and "output exists" in err
+
+
+@pytest.mark.parametrize("name", ["lr.tif", "lr.ome.zarr"])
+def test_a_failure_leaves_no_partial_output(tmp_path, cli, hr, monkeypatch, name):
+    from pssr_volume.crappify import volume
+
+    def failing(*args, **kwargs):
+        yield np.zeros((10, 10), np.uint8)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(volume, "degrade_sections", failing)
+    code, _, err = cli("crappify", hr[0], tmp_path / name, "--scale", "4")
+    assert code == 1 and "boom" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.tif"]

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from pssr_volume.config import NormalizationConfig
-from pssr_volume.intensity import denormalize, intensity_range, normalize, sample_volume
+from pssr_volume.intensity import (
+    GreyMap,
+    denormalize,
+    intensity_range,
+    normalize,
+    sample_volume,
+)
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])
@@ -69,3 +75,20 @@ def test_full_range_integers_round_trip_at_their_extremes(dtype):
     rel = np.abs(back.astype(np.float64) - x.astype(np.float64)) / (hi - lo)
     assert rel.max() < 1e-6
     assert np.all(np.diff(back.astype(np.float64)) >= 0)
+
+
+def test_grey_map_of_an_integer_volume_is_its_dtype_range():
+    a = np.array([[[0, 1, 128, 255]]], np.uint8)
+    grey = GreyMap.for_volume("uint8", lambda region: a[region], a.shape)
+    assert (grey.lo, grey.hi) == (0.0, 255.0)
+    np.testing.assert_array_equal(grey.from_unit(grey.to_unit(a)), a)
+    np.testing.assert_array_equal(grey.from_unit(np.array([-0.5, 0.5, 1.5])), [0, 128, 255])
+
+
+def test_grey_map_of_a_float_volume_is_its_sampled_range():
+    a = np.array([[[-2.0, 0.0, 6.0]]])
+    grey = GreyMap.for_volume("float64", lambda region: a[region], a.shape)
+    assert (grey.lo, grey.hi) == (-2.0, 6.0)
+    np.testing.assert_allclose(grey.to_unit(a), [[[0.0, 0.25, 1.0]]])
+    out = grey.from_unit(np.array([0.25], np.float32))
+    assert out.dtype == np.float64 and out[0] == pytest.approx(0.0)

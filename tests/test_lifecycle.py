@@ -105,3 +105,22 @@ def test_a_dry_run_says_a_finished_output_is_complete(image: Path, stack: Path):
     convert(ConvertConfig(input=stack, output=image, cluster="sync", dry_run=True,
                           resume=True), log=lines.append)
     assert any("is complete: a real run has nothing to do" in line for line in lines)
+
+
+@pytest.mark.parametrize("command", ["run", "convert"])
+def test_the_dry_run_flag_on_an_existing_output_exits_0_and_writes_nothing(
+        image: Path, stack: Path, models, cli, command):
+    before = _listing(image)
+    extra = ["--model", models["pointwise"]] if command == "run" else []
+    code, _, err = cli(command, stack, image, "--dry-run", "--cluster", "sync", *extra)
+    assert code == 0, err
+    assert "a real run would stop: output exists" in err and "dry run: nothing was written" in err
+    assert "data file(s)" in err  # the plan's tasks, levels and files
+    assert _listing(image) == before
+
+
+def test_no_module_is_named_after_a_step_instead_of_what_it_holds():
+    """The bundled model files live in ``bundled/``; a block's stored voxels in
+    ``stored_voxels``."""
+    assert (PACKAGE / "bundled" / "pssr-em-x4.safetensors").is_file()
+    assert not (PACKAGE / "models").exists() and not (PACKAGE / "finish.py").exists()

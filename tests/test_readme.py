@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import zarr
 
-from pssr_volume.models import bundled_model_path
+from pssr_volume.bundled import BUNDLED, DEFAULT_MODEL, bundled_model_path
+from pssr_volume.model import model_info
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -39,3 +40,26 @@ def test_readme_quick_start(tmp_path, monkeypatch, cli):
     assert len(ms["datasets"]) == 3
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx(
         [50, 4.6, 4.6])
+
+
+def run_flag_row(flag: str) -> str:
+    """The README's table row of a ``run`` flag."""
+    for line in README.read_text().splitlines():
+        if line.startswith(f"| `{flag} "):
+            return line
+    raise AssertionError(f"README has no row for {flag}")
+
+
+def test_readme_halo_and_grid_are_the_bundled_models():
+    """The default halo the README states for each bundled model is the one ``run`` uses,
+    and the block grid it states is the default model's scale x network grid."""
+    stated = {name: int(n) for n, name in
+              re.findall(r"(\d+) for (?:the default )?`([\w-]+)`", run_flag_row("--halo"))}
+    assert set(stated) == set(BUNDLED)
+    for name, halo in stated.items():
+        assert model_info(bundled_model_path(name)).default_halo == (halo, halo), name
+    grid = re.search(r"scale x network grid \((\d+) for the bundled model\)",
+                     run_flag_row("--block-shape"))
+    assert grid is not None
+    info = model_info(bundled_model_path(DEFAULT_MODEL))
+    assert info.config.scale * info.grid == int(grid.group(1))

@@ -13,9 +13,9 @@ import zarr
 from conftest import SHARED_DATA, needs_shared, write_tiff
 from scipy import ndimage
 
+from pssr_volume.bundled import bundled_model_path
 from pssr_volume.crappify.presets import get_preset
 from pssr_volume.metrics import volume_metrics
-from pssr_volume.models import bundled_model_path
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,8 +1,9 @@
 """What ``pssr-volume info`` says about a volume: shape, dtype, chunks, voxel size,
 translation (``offset``), pyramid levels and provenance.
 
-:func:`volume_info` gathers it as a JSON-ready dict; :func:`format_info` turns
-that into the lines the command prints.
+:func:`volume_info` gathers it as a JSON-ready dict (what ``info --json`` prints);
+:func:`format_info` turns that into the short summary the command prints, and
+:func:`format_model` does the same for a model's description.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pssr_volume.io.inputs import open_input
 from pssr_volume.io.ome_zarr import read_provenance
 from pssr_volume.io.zarr_input import find_ome_parent, is_zarr, level_transform, multiscales
 
-__all__ = ["format_info", "run_status", "volume_info"]
+__all__ = ["format_info", "format_model", "run_status", "volume_info"]
 
 
 def volume_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def _ome_levels(group_path: str) -> dict[str, Any]:
             "path": str(ds.get("path")),
             "shape": list(array.shape),
             "chunks": list(array.chunks),
+            "shards": None if array.shards is None else list(array.shards),
             "scale": scale,
             "translation": shift,
             "units": units,
@@ -104,12 +106,14 @@ def run_status(info: dict[str, Any]) -> str | None:
 
 
 def format_info(info: dict[str, Any]) -> list[str]:
-    """Human-readable lines for :func:`volume_info`'s dict (provenance not included,
-    except a pssr-volume output's run status)."""
+    """The short summary of :func:`volume_info`'s dict: the volume, its levels and, for a
+    pssr-volume output, what made it (status, model, noise, blending, input, time)."""
+    levels = info.get("levels") or []
+    shards = levels[0].get("shards") if levels else None
     lines = [
         info["summary"],
         f"path      {info['path']}",
-        f"chunks    {_fmt(info['chunks'])}",
+        f"chunks    {_fmt(info['chunks'])}" + (f", shards {_fmt(shards)}" if shards else ""),
         f"voxel     {_fmt(info['voxel_size_nm'])} nm" if info["voxel_size_nm"] else
         "voxel     unknown (pass --voxel-size to run/convert)",
     ]
@@ -127,5 +131,96 @@ def format_info(info: dict[str, Any]) -> list[str]:
     status = run_status(info)
     if status is not None:
         lines.append(f"status    {status}")
+    if isinstance(info.get("provenance"), dict):
+        lines += _provenance_lines(info["provenance"])
     lines += [f"note      {n}" for n in info["notes"]]
+    return lines
+
+
+def _provenance_lines(prov: dict[str, Any]) -> list[str]:
+    """What made a pssr-volume output, one line per fact (``info --json`` has it all)."""
+    settings = prov.get("settings") or {}
+    model = prov.get("model")
+    operation = prov.get("operation") or ("run" if model else None)
+    lines = [f"made by   {prov.get('software', '?')} {prov.get('version', '')}"
+             + (f" {operation}" if operation else "")]
+    if isinstance(model, dict):
+        sha = str(model.get("sha256") or settings.get("model_sha256") or "")[:12]
+        lines.append(f"model     {model.get('name')} ({model.get('architecture')}, "
+                     f"x{model.get('scale')}, sha256 {sha or '?'})")
+    noise = settings.get("noise")
+    if isinstance(noise, dict):
+        lines.append(f"noise     var = {noise.get('a', 0):.3g} + {noise.get('b', 0):.3g} * I "
+                     f"(normalised intensity; {noise.get('source', '?')})")
+    if "blend" in settings:
+        halo = settings.get("halo") or [0, 0, 0]
+        lines.append(f"blend     {settings['blend']}, halo {halo[-2]},{halo[-1]} px"
+                     + (f" and {halo[0]} section(s) in z" if halo[0] else ""))
+    if "downsample" in settings:
+        lines.append(f"pyramid   {settings['downsample']} pooling")
+    source = prov.get("input") or settings.get("input")
+    if isinstance(source, dict):
+        shape = f" {_fmt(source['shape'])}" if source.get("shape") else ""
+        array = f" (array {source['array']})" if source.get("array") else ""
+        lines.append(f"input     {source.get('path')}{array}: {source.get('kind', '')}"
+                     f"{shape} {source.get('dtype', '')}".rstrip())
+    if settings.get("roi"):
+        lines.append(f"roi       {','.join(f'{a}:{b}' for a, b in settings['roi'])} "
+                     "(input voxels, z, y, x)")
+    figure = prov.get("consistency")
+    if isinstance(figure, dict):
+        ratio = figure.get("ratio")
+        what = (f"{ratio:.2f}x the input's noise" if isinstance(ratio, (int, float)) else
+                f"RMS {figure.get('rms', 0):.4f} of the intensity range")
+        lines.append(f"fit       restoration degraded back vs input: {what} "
+                     f"({figure.get('blocks')} block(s)"
+                     + (f"; per-block map in array {figure['map']!r})" if figure.get("map")
+                        else ")"))
+    if prov.get("completed"):
+        lines.append(f"finished  {prov['completed']}")
+    return lines
+
+
+def format_model(desc: dict[str, Any], path: str | None = None) -> list[str]:
+    """The short summary of a model's description (:func:`pssr_volume.model.describe` with
+    ``full=True``):
+    what it is, what it takes, its default halo, how it was trained and how it scored."""
+    px = desc.get("trained_pixel_size_nm")
+    args = ", ".join(f"{k}={v}" for k, v in (desc.get("arch_args") or {}).items())
+    lines = [
+        f"model     {desc.get('name')}" + (f": {desc['description']}"
+                                            if desc.get("description") else ""),
+        *([f"file      {path}"] if path else []),
+        f"network   {desc.get('architecture')}" + (f" ({args})" if args else "")
+        + f", x{desc.get('scale')}, {desc.get('in_slices')} section(s) in"
+        + (", noise-aware" if desc.get("noise_input") else ""),
+        f"sha256    {desc.get('sha256')}",
+        f"halo      {','.join(map(str, desc.get('default_halo') or []))} px (y, x) by default "
+        f"(receptive field {_fmt(desc.get('receptive_field'))} px, grid {desc.get('grid')})",
+    ]
+    if px:
+        lines.append(f"trained   at {px[0]:g}-{px[1]:g} nm pixels")
+    training = desc.get("training")
+    if isinstance(training, dict) and training:
+        facts = [f"{training['steps']} steps" if "steps" in training else "",
+                 f"crappifier {training['crappifier']}" if "crappifier" in training else "",
+                 f"loss {training['loss']}" if "loss" in training else "",
+                 f"{len(training.get('inputs') or [])} input volume(s)",
+                 f"from {training['init']}" if training.get("init") else ""]
+        lines.append("training  " + ", ".join(f for f in facts if f))
+    metrics = desc.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
+    val = metrics.get("validation")
+    if isinstance(val, dict):
+        presets = [k.removeprefix("val_psnr_") for k in val if k.startswith("val_psnr_")]
+        for preset in presets:
+            lines.append(f"val       {preset}: PSNR {val[f'val_psnr_{preset}']:.2f} dB, "
+                         f"SSIM {val.get(f'val_ssim_{preset}', float('nan')):.3f}"
+                         + (f" (bicubic {val[f'bicubic_psnr_{preset}']:.2f} dB, "
+                            f"{val.get(f'bicubic_ssim_{preset}', float('nan')):.3f})"
+                            if f"bicubic_psnr_{preset}" in val else ""))
+        if "step" in val:
+            lines.append(f"          at step {val['step']}"
+                         + (f" ({metrics['selected_by']})" if metrics.get("selected_by")
+                            else ""))
     return lines

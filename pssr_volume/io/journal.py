@@ -5,7 +5,8 @@ appends to its own file (no lock is shared between processes, and a shared
 file system never sees two writers on one file); a line is written with a
 single ``write`` call and a torn last line (a process killed mid-write) is
 ignored when reading. One file per process, not one per block, keeps a
-teravoxel run to a handful of files.
+teravoxel run to a handful of files. A line is a task's key, optionally followed by a tab
+and a short note about it (a block's data-consistency sums: :mod:`pssr_volume.consistency`).
 
 Object storage (an ``s3://`` or ``gs://`` output) has no append: there each task is
 recorded as one small object, ``journal/<host>-<pid>-<token>-<n>.log``, written in one
@@ -48,11 +49,12 @@ class Journal:
     def _own_file(self) -> Path:
         return self.dir / f"{socket.gethostname()}-{os.getpid()}-{_TOKEN}.log"
 
-    def mark(self, key: str) -> None:
-        """Record task ``key`` as done (call only after its data is written)."""
-        if "\n" in key:
-            raise ValueError("journal keys are single lines")
-        line = (key + "\n").encode()
+    def mark(self, key: str, note: str | None = None) -> None:
+        """Record task ``key`` as done (call only after its data is written), with an
+        optional single-line ``note`` about it."""
+        if "\n" in key or "\t" in key or (note is not None and "\n" in note):
+            raise ValueError("journal keys and notes are single lines; keys have no tab")
+        line = (key + ("" if note is None else "\t" + note) + "\n").encode()
         if self.url is not None:  # one object per task: object stores have no append
             name = f"{socket.gethostname()}-{os.getpid()}-{_TOKEN}-{next(_COUNT)}.log"
             objects.write(join(self.url, name), line)
@@ -80,23 +82,24 @@ class Journal:
         holding the output's lease). A crash part way leaves fewer tasks done, never more:
         the new log is written under a temporary name, the old logs are deleted, and only
         then is the new one renamed into place."""
-        if any("\n" in k for k in keys):
-            raise ValueError("journal keys are single lines")
+        if any("\n" in k or "\t" in k for k in keys):
+            raise ValueError("journal keys are single lines without tabs")
+        notes = self.notes()  # kept with the keys they describe
+        lines = "".join(k + (f"\t{notes[k]}" if k in notes else "") + "\n" for k in sorted(keys))
         if self.url is not None:
-            self._replace_objects(keys)
+            self._replace_objects(lines.encode())
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"verified-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp = self.dir / f"{name}.tmp"
-        tmp.write_text("".join(k + "\n" for k in sorted(keys)))
+        tmp.write_text(lines)
         for f in self.dir.glob("*.log"):
             f.unlink()
         os.replace(tmp, self.dir / f"{name}.log")
 
-    def _replace_objects(self, keys: set[str]) -> None:
+    def _replace_objects(self, data: bytes) -> None:
         assert self.url is not None
         name = f"verified-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        data = "".join(k + "\n" for k in sorted(keys)).encode()
         tmp = join(self.url, f"{name}.tmp")  # not read by done(); the same order as above
         objects.write(tmp, data)
         for old in objects.names(self.url):
@@ -107,16 +110,24 @@ class Journal:
 
     def done(self) -> set[str]:
         """Keys of all tasks recorded as done, by any process."""
-        keys: set[str] = set()
+        return set(self._records())
+
+    def notes(self) -> dict[str, str]:
+        """The notes of the tasks recorded with one, by key."""
+        return {k: n for k, n in self._records().items() if n is not None}
+
+    def _records(self) -> dict[str, str | None]:
+        lines: list[str] = []
         if self.url is not None:
             logs = [n for n in objects.names(self.url) if n.endswith(".log")]
             for data in objects.read_all(self.url, logs).values():
-                keys.update(line for line in data.decode().split("\n") if line)
-            return keys
-        if not self.dir.is_dir():
-            return keys
-        for f in self.dir.glob("*.log"):
-            text = f.read_text()
-            lines = text.split("\n")
-            keys.update(line for line in lines[:-1] if line)  # last piece: torn or empty
-        return keys
+                lines.extend(data.decode().split("\n"))
+        elif self.dir.is_dir():
+            for f in self.dir.glob("*.log"):
+                lines.extend(f.read_text().split("\n")[:-1])  # last piece: torn or empty
+        records: dict[str, str | None] = {}
+        for line in lines:
+            if line:
+                key, _, note = line.partition("\t")
+                records[key] = note or records.get(key)
+        return records

@@ -4,9 +4,11 @@ Every command that writes an OME-Zarr (``run``, ``convert``, ``crappify``) goes 
 here: :func:`check_output` refuses an existing output unless it is resumed with the same
 settings or replaced with ``--overwrite`` (only a pssr-volume output or an empty folder
 is ever deleted); :func:`open_output` creates the store (or reuses it on resume);
-:func:`complete_output` marks it finished. The only module that knows the NGFF versions:
-0.5 on zarr v3 (default, sharded) or 0.4 on zarr v2. Arrays are created once by the
-driver; tasks write whole chunks or shards of them through :mod:`pssr_volume.io.levels`.
+:func:`complete_output` marks it finished; :func:`write_image` writes a one-level image
+section by section (``crappify``). The only module that turns an NGFF version into arrays
+and metadata, from its format object (:mod:`pssr_volume.ngff`): 0.5 on zarr v3 (default,
+sharded) or 0.4 on zarr v2. Arrays are created once by the driver; tasks write whole
+chunks or shards of them through :mod:`pssr_volume.io.levels`.
 The metadata itself is written by ome-zarr-py, the reference implementation.
 
 One run at a time: the driver holds the output's lease (:mod:`pssr_volume.io.lease`, a file in
@@ -31,11 +33,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numcodecs
+import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
@@ -44,6 +48,7 @@ from pssr_volume.io import stores
 from pssr_volume.io.journal import Journal
 from pssr_volume.io.lease import check_not_leased, held_token
 from pssr_volume.io.stores import STATE_DIR, Location
+from pssr_volume.ngff import NgffFormat, ngff_format
 from pssr_volume.pyramid import Level
 from pssr_volume.urls import contains, is_url
 
@@ -117,7 +122,14 @@ def check_placement(input_path: str | Path, output: Location) -> None:
 def chunk_codec(ngff_version: str) -> str:
     """The compressor of an output's chunks: ``"zstd"`` (then crc32c) for NGFF 0.5 on zarr
     v3, ``"gzip"`` (CRC-32 in its trailer) for NGFF 0.4 on zarr v2."""
-    return "zstd" if ngff_version == "0.5" else "gzip"
+    return ngff_format(ngff_version).codec
+
+
+def _compressors(fmt: NgffFormat, level: int) -> Any:
+    """The codecs of every chunk of a ``fmt`` array: its compressor, then its checksum."""
+    if fmt.zarr_format == 2:  # a numcodecs compressor; gzip's trailer holds the CRC-32
+        return numcodecs.get_codec({"id": fmt.codec, "level": level})
+    return (ZstdCodec(level=level), Crc32cCodec())  # zarr v3: fmt.codec, then fmt.checksum
 
 
 def create_output(path: Location, levels: tuple[Level, ...], chunk: tuple[int, int, int],
@@ -133,27 +145,19 @@ def create_output(path: Location, levels: tuple[Level, ...], chunk: tuple[int, i
     shape: one file per shard instead of one per chunk. ``provenance`` goes into
     the group attributes under ``"pssr_volume"``.
     """
-    v3 = ngff_version == "0.5"
-    if shards is not None and not v3:
-        raise PssrError("sharding needs NGFF 0.5 (zarr v3); NGFF 0.4 outputs are unsharded")
+    fmt = ngff_format(ngff_version)
+    if shards is not None and not fmt.sharding:
+        raise PssrError(f"sharding needs NGFF 0.5 (zarr v3); NGFF {fmt.version} outputs are "
+                        "unsharded")
     # an output folder that holds only our state folder (the lease) is new: "a" creates it
     fresh = stores.is_dir(path) and not _contents(path)
-    group = _group(path, "a" if fresh else "w-", zarr_format=3 if v3 else 2)
+    group = image_group(path, "a" if fresh else "w-", zarr_format=fmt.zarr_format)
     for k, lv in enumerate(levels):
-        if v3:
-            group.create_array(
-                lv.path, shape=lv.shape, chunks=chunk, dtype=dtype, fill_value=0,
-                shards=None if shards is None else shards[k],
-                compressors=(ZstdCodec(level=compression_level), Crc32cCodec()),
-                dimension_names=["z", "y", "x"],
-            )
-        else:
-            group.create_array(
-                lv.path, shape=lv.shape, chunks=chunk, dtype=dtype, fill_value=0,
-                compressors=numcodecs.get_codec(
-                    {"id": chunk_codec(ngff_version), "level": compression_level}),
-                chunk_key_encoding={"name": "v2", "separator": "/"},
-            )
+        layout: dict[str, Any] = (
+            {"shards": None if shards is None else shards[k], "dimension_names": ["z", "y", "x"]}
+            if fmt.zarr_format == 3 else {"chunk_key_encoding": {"name": "v2", "separator": "/"}})
+        group.create_array(lv.path, shape=lv.shape, chunks=chunk, dtype=dtype, fill_value=0,
+                           compressors=_compressors(fmt, compression_level), **layout)
     datasets = [
         {"path": lv.path,
          "coordinateTransformations": [
@@ -163,21 +167,21 @@ def create_output(path: Location, levels: tuple[Level, ...], chunk: tuple[int, i
         for lv in levels
     ]
     # ome-zarr-py (it imports dask: about 1.5 s) only here, so that the checks above stay fast
-    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.format import format_from_version
     from ome_zarr.writer import write_multiscales_metadata
 
     write_multiscales_metadata(
-        group, datasets, fmt=FormatV05() if v3 else FormatV04(), axes=AXES, name=name,
+        group, datasets, fmt=format_from_version(fmt.version), axes=AXES, name=name,
         metadata={"method": f"pssr_volume.pyramid.downsample ({downsample})",
                   "kwargs": {"method": downsample}},
     )
     if provenance is not None:
-        storage = {"every_chunk_stored": True, "checksum": "crc32c" if v3 else None}
+        storage = {"every_chunk_stored": True, "checksum": fmt.checksum}
         group.attrs[PROVENANCE_KEY] = json.loads(json.dumps({**provenance,
                                                              STORAGE_KEY: storage}))
 
 
-def _group(path: Location, mode: str, **kwargs: Any) -> zarr.Group:
+def image_group(path: Location, mode: str, **kwargs: Any) -> zarr.Group:
     """The zarr group at ``path``: a local folder (as before) or a URL's FsspecStore."""
     if not is_url(path):
         return zarr.open_group(str(path), mode=mode, **kwargs)  # type: ignore[arg-type]
@@ -186,10 +190,42 @@ def _group(path: Location, mode: str, **kwargs: Any) -> zarr.Group:
         return zarr.open_group(store=store, mode=mode, **kwargs)  # type: ignore[arg-type]
 
 
+def write_image(path: Location, sections: Iterable[np.ndarray], level: Level,
+                chunk: tuple[int, int, int], dtype: str, *, name: str,
+                provenance: dict[str, Any], ngff_version: str = "0.5",
+                compression_level: int = 1) -> None:
+    """Write a one-level OME-Zarr image from its z sections, in order (``crappify``).
+
+    ``path`` does not exist yet (or is an empty folder): :func:`check_output` refused
+    anything else. The store is made by :func:`create_output` (the codecs, checksums,
+    metadata and provenance of every output), filled one section at a time with every
+    chunk stored, also one equal to the fill value (``verify`` then knows a missing chunk
+    is damage), and marked complete. Sections are consumed lazily, so a volume larger
+    than memory is written as it is produced. On any failure, Ctrl-C included, what was
+    written is removed again.
+    """
+    existed = stores.exists(path)
+    try:
+        create_output(path, (level,), chunk, dtype, ngff_version, compression_level,
+                      name=name, provenance={**provenance, "status": "running"})
+        array = cast(zarr.Array, image_group(path, "r+")[level.path])
+        array = array.with_config({"write_empty_chunks": True})
+        for z, section in enumerate(sections):
+            array[z] = section
+        complete_output(path)
+    except BaseException:
+        if existed:  # the empty folder it was given stays
+            for part in _contents(path):
+                stores.remove_tree(stores.child(path, part))
+        elif stores.exists(path):
+            stores.remove_tree(path)
+        raise
+
+
 def read_provenance(path: Location) -> dict[str, Any] | None:
     """The ``pssr_volume`` attributes of an output, or ``None`` if it has none."""
     try:
-        group = _group(path, "r")
+        group = image_group(path, "r")
     except (FileNotFoundError, ValueError, TypeError, zarr.errors.NodeTypeValidationError,
             zarr.errors.GroupNotFoundError):
         return None
@@ -209,7 +245,7 @@ def level_paths(path: Location) -> list[str]:
     from pssr_volume.io.zarr_input import multiscales
 
     try:
-        group = _group(path, "r")
+        group = image_group(path, "r")
     except (FileNotFoundError, ValueError, TypeError, zarr.errors.NodeTypeValidationError,
             zarr.errors.GroupNotFoundError):
         raise PssrError(f"{path} is not an OME-Zarr image (no Zarr group there)") from None
@@ -223,7 +259,7 @@ def level_paths(path: Location) -> list[str]:
 
 def update_provenance(path: Location, **updates: Any) -> None:
     """Merge ``updates`` into the output's ``pssr_volume`` attributes (driver only)."""
-    group = _group(path, "r+")
+    group = image_group(path, "r+")
     current = dict(cast(dict[str, Any], group.attrs.get(PROVENANCE_KEY, {})))  # written as a dict
     current.update(json.loads(json.dumps(updates)))
     group.attrs[PROVENANCE_KEY] = current

@@ -1,4 +1,5 @@
-"""TIFF inputs: single files (multi-page, ImageJ, OME-TIFF) and folders of TIFF slices.
+"""TIFF inputs: single files (multi-page, ImageJ, OME-TIFF) and folders of TIFF slices;
+and TIFF stacks written section by section (:func:`write_tiff_stack`).
 
 Uncompressed contiguous data are memory-mapped; anything else is read through
 tifffile's zarr view, which decodes only the pages and strips a region needs.
@@ -13,7 +14,8 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import tifffile
@@ -301,3 +303,46 @@ def make_handle(vol: InputVolume) -> ArrayHandle | _FolderHandle:
     except BaseException:
         tf.close()
         raise
+
+
+IMAGEJ_DTYPES = ("uint8", "uint16", "int16", "float32")  # what ImageJ TIFFs can hold
+
+
+def write_tiff_stack(path: Path, sections: Iterator[np.ndarray], shape: tuple[int, int, int],
+                     dtype: str, voxel: tuple[float, float, float] | None) -> None:
+    """Write sections as an ImageJ TIFF stack (voxel size in nm if known).
+
+    Data types ImageJ cannot hold (float64, int32, uint32, int8, ...) are written
+    unchanged as an OME-TIFF instead, with the voxel size as ``PhysicalSize*``. Sections
+    are consumed lazily; on any failure, Ctrl-C included, the partial file is removed.
+    """
+    if np.dtype(dtype).kind not in "iuf":
+        raise error(f"cannot write {path}: data type {dtype} is not supported in a TIFF "
+                    "stack here (integer or float only)")
+    if path.is_dir():
+        raise error(f"cannot write {path}: it is a folder")
+    try:
+        _write_stack(path, sections, shape, dtype, voxel)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _write_stack(path: Path, sections: Iterator[np.ndarray], shape: tuple[int, int, int],
+                 dtype: str, voxel: tuple[float, float, float] | None) -> None:
+    if np.dtype(dtype).name not in IMAGEJ_DTYPES:
+        meta: dict[str, Any] = {"axes": "ZYX"}
+        if voxel is not None:
+            for axis, size in zip("ZYX", voxel, strict=True):
+                meta |= {f"PhysicalSize{axis}": size, f"PhysicalSize{axis}Unit": "nm"}
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        with tifffile.TiffWriter(path, ome=True, bigtiff=nbytes > 2**32 - 2**25) as tif:
+            tif.write(sections, shape=shape, dtype=dtype, photometric="minisblack",
+                      metadata=meta)
+        return
+    kw: dict[str, Any] = {"metadata": {"axes": "ZYX"}}
+    if voxel is not None:
+        kw = {"resolution": (1 / voxel[2], 1 / voxel[1]),
+              "metadata": {"spacing": voxel[0], "unit": "nm", "axes": "ZYX"}}
+    with tifffile.TiffWriter(path, imagej=True) as tif:
+        tif.write(sections, shape=shape, dtype=dtype, photometric="minisblack", **kw)

@@ -110,7 +110,9 @@ class InputVolume:
         return replace(self, shape=shape, origin=origin,  # type: ignore[arg-type]
                        file_shape=self.file_shape or self.shape)
 
-    def _whole(self) -> InputVolume:
+    def whole(self) -> InputVolume:
+        """The whole file array this volume is a region of (itself when it is not a region):
+        where a region's halo is read from (docs/ENGINE.md, "Regions of interest")."""
         if self.file_shape is None:
             return self
         return replace(self, shape=self.file_shape, origin=(0, 0, 0), file_shape=None)
@@ -150,7 +152,7 @@ class InputVolume:
         if oz or oy or ox:
             zs, ys, xs = (slice(s.start + o, s.stop + o) for s, o in zip((zs, ys, xs), self.origin))
         try:
-            data = _get_handle(self._whole()).read(zs, ys, xs)
+            data = _get_handle(self.whole()).read(zs, ys, xs)
         except PssrError:
             raise
         except Exception as exc:

@@ -111,6 +111,13 @@ def pixel_sizes(sources: list[Source]) -> tuple[float, float] | None:
     return (min(sizes), max(sizes)) if sizes else None
 
 
+def section_spacing(sources: list[Source]) -> float | None:
+    """The largest z step (nm) of the training volumes that state one: what a
+    multi-section model's neighbouring sections were apart while it learnt."""
+    steps = [s.volume.voxel_size[0] for s in sources if s.volume.voxel_size]
+    return max(steps) if steps else None
+
+
 def read_stack(src: Source, z: int, y: int, x: int, tile: int, k: int) -> np.ndarray:
     """``k`` adjacent sections centred on ``z`` (reflected at the volume ends),
     a ``tile``-square crop at (y, x), normalised and clipped to [0, 1]."""

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from pssr_volume.bundled import resolve_model
 from pssr_volume.config import ModelConfig, TrainConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.model import check_model, load_model
-from pssr_volume.models import resolve_model
 from pssr_volume.nets.fast import ResBlock
 from pssr_volume.nets.registry import architectures
 

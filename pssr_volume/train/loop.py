@@ -24,6 +24,7 @@ from pssr_volume.train.data import (
     batches,
     open_sources,
     pixel_sizes,
+    section_spacing,
     validation_set,
 )
 from pssr_volume.train.init import adopt, initial_model, load_initial_weights
@@ -70,6 +71,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
         name=cfg.name, architecture=cfg.architecture, arch_args=cfg.arch_args, scale=cfg.scale,
         in_slices=cfg.in_slices, noise_input=cfg.noise_input, normalization=NORMALIZATION,
         pixel_size_nm=pixel_sizes(sources),
+        section_spacing_nm=section_spacing(sources) if cfg.in_slices > 1 else None,
     )
     module = build(model_cfg)
     if init is not None:

@@ -1,4 +1,5 @@
-"""Finishing a block: network output to stored voxels and the first pooled level, in one pass.
+"""A block's stored voxels: its float network output as stored voxels and the first pooled
+level, in one pass.
 
 The network's float32 output is many times larger than what is stored, so the hot path
 touches it once: slab by slab (a few hundred kilobytes, kept in cache), it is mapped back
@@ -22,7 +23,7 @@ from pssr_volume.types import Shape3
 SLAB_BYTES = 1 << 20  # float32 input per slab
 
 
-def finish(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
+def stored_voxels(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtype,
            factors: Shape3 | None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(level, pooled)``: ``values`` (z, y, x) as stored voxels, and those pooled by
     ``factors`` (``None``: no next level)."""

@@ -1,0 +1,121 @@
+"""Data consistency of a restoration: does it, degraded back, give the input again?
+
+The model's own forward operator takes a restoration back to the input grid: the mean over
+each ``scale x scale`` cell of output voxels (an input pixel integrates the area it covers).
+A restoration that fits its input differs from the input, on that grid, by little more than
+the input's noise; one that invents or moves structure (a model on data unlike its
+training data: another pixel size, sections blended that have nothing in common) differs by
+more. The figure of a block, and of a volume, is
+
+    ratio = RMS(area mean of the restoration - input) / RMS(noise std of the input)
+
+on the normalised intensities the network sees (:mod:`pssr_volume.intensity`), where the
+noise is the volume's noise model ``var = a + b * I`` (:mod:`pssr_volume.noise`) and
+:data:`NOISE_FLOOR` keeps a noise-free input from turning rounding into a misfit. A model
+without a noise model (a blind model) has only the RMS.
+
+Everything here is pure numpy: tasks compute a block's :class:`Residual`, the journal keeps
+it, and the run adds them up (docs/ENGINE.md, "Data consistency").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISE_FLOOR = 0.01  # of the normalised range: residuals below this are not a misfit
+MISFIT_RATIO = 1.0  # a restoration that disagrees with its input by more than the noise
+VALIDATION_SLACK = 1.25  # ... or by 1.25 x the most the model showed on its validation data
+
+
+@dataclass(frozen=True)
+class Residual:
+    """Sums over the input pixels of one block (or many): squared residual, noise variance
+    (``NOISE_FLOOR**2`` included per pixel; 0 for a blind model) and the pixel count."""
+
+    sum_sq: float = 0.0
+    sum_var: float = 0.0
+    count: int = 0
+
+    def __add__(self, other: Residual) -> Residual:
+        return Residual(self.sum_sq + other.sum_sq, self.sum_var + other.sum_var,
+                        self.count + other.count)
+
+    @property
+    def rms(self) -> float:
+        """RMS residual, in units of the normalised intensity range."""
+        return math.sqrt(self.sum_sq / self.count) if self.count else 0.0
+
+    @property
+    def ratio(self) -> float | None:
+        """RMS residual over RMS noise (``None`` for a blind model: no noise model)."""
+        if not self.count or self.sum_var <= 0:
+            return None
+        return math.sqrt(self.sum_sq / self.sum_var)
+
+    def note(self) -> str:
+        """The residual as a single-line note (a journal record)."""
+        return f"{self.sum_sq!r} {self.sum_var!r} {self.count}"
+
+    @classmethod
+    def from_note(cls, note: str) -> Residual | None:
+        """The residual of :meth:`note`'s text (``None`` when it is not one)."""
+        parts = note.split()
+        try:
+            return cls(float(parts[0]), float(parts[1]), int(parts[2]))
+        except (IndexError, ValueError):
+            return None
+
+
+def area_mean(a: np.ndarray, scale: int) -> np.ndarray:
+    """``(z, y, x)`` -> ``(z, y / scale, x / scale)``: the mean over each ``scale`` square
+    (y and x must be multiples of ``scale``), in float64."""
+    z, y, x = a.shape
+    if y % scale or x % scale:
+        raise ValueError(f"shape {a.shape} is not a multiple of the scale {scale} in y and x")
+    return a.reshape(z, y // scale, scale, x // scale, scale).mean(axis=(2, 4), dtype=np.float64)
+
+
+def block_residual(restored: np.ndarray, observed: np.ndarray, scale: int,
+                   noise: tuple[float, float] | None) -> Residual:
+    """The residual of one block: ``restored`` (normalised, ``(z, s*y, s*x)``) taken back to
+    the grid of ``observed`` (normalised input, ``(z, y, x)``) and compared with it."""
+    back = area_mean(restored, scale)
+    if back.shape != observed.shape:
+        raise ValueError(f"restoration {restored.shape} does not cover input {observed.shape} "
+                         f"at scale {scale}")
+    diff = back - observed
+    var = 0.0
+    if noise is not None:
+        a, b = noise
+        level = np.clip(observed, 0.0, 1.0, dtype=np.float64)
+        var = float(np.sum(np.maximum(a + b * level, 0.0))) + NOISE_FLOOR**2 * observed.size
+    return Residual(float(np.sum(diff * diff)), var, int(observed.size))
+
+
+def misfit_limit(reference: float | None) -> float:
+    """The ratio above which a run warns: :data:`MISFIT_RATIO`, or
+    :data:`VALIDATION_SLACK` times the model's validation figure where that is higher."""
+    return max(MISFIT_RATIO, VALIDATION_SLACK * reference) if reference else MISFIT_RATIO
+
+
+def describe(total: Residual, blocks: int, reference: float | None, model: str) -> list[str]:
+    """The run summary's consistency line, and the one-line warning of a misfit."""
+    ratio = total.ratio
+    if ratio is None:
+        return [f"consistency: restoration degraded back differs from the input by RMS "
+                f"{total.rms:.4f} of the intensity range ({blocks} block(s); a blind model: "
+                "no noise model to compare with)"]
+    seen = f"; {reference:.2f} on its validation data" if reference else ""
+    lines = [f"consistency: restoration degraded back differs from the input by "
+             f"{ratio:.2f}x the input's noise (RMS {total.rms:.4f} of the intensity range, "
+             f"{blocks} block(s){seen})"]
+    limit = misfit_limit(reference)
+    if ratio > limit:
+        lines.append(f"warning: the model may not fit this data: its restoration, degraded "
+                     f"back, differs from the input by {ratio:.2f}x the noise (more than "
+                     f"{limit:.2f}); check --voxel-size and --model ({model!r}), or fine-tune "
+                     "it on data like this (train --init)")
+    return lines
