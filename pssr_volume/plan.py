@@ -201,6 +201,10 @@ def _noise_model(config: RunConfig, model: ModelInfo, volume: InputVolume,
         return None
     if config.noise is not None:
         return config.noise
+    if min(volume.shape[1:]) < 11:  # the estimator's 11x11 neighbourhoods
+        raise PssrError(f"sections of {volume.shape[1]}x{volume.shape[2]} pixels are too small "
+                        f"to estimate the noise that model {model.config.name!r} takes (it "
+                        "needs at least 11x11): give it with --noise A,B")
     est = estimate_volume_noise(volume.read, volume.shape, *norm)
     return (float(f"{est.a:.6g}"), float(f"{est.b:.6g}"))
 

@@ -2,9 +2,10 @@
 
 One file system per scheme and environment, per process (s3fs, gcsfs, fsspec's aiohttp
 HTTP), with no listing cache (other processes write the same output), short connection
-timeouts and few retries: an unreachable endpoint fails within seconds, as one line
-(:func:`remote_errors`). Credentials and endpoints come from the environment only (see
-:mod:`pssr_volume.urls`).
+timeouts, a read timeout (:func:`network_timeout`: a server that accepts a connection and
+then says nothing) and few retries: an unreachable or silent endpoint fails within seconds,
+as one line (:func:`remote_errors`). Credentials and endpoints come from the environment
+only (see :mod:`pssr_volume.urls`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,40 @@ from pssr_volume.io.kvstores import gcs_emulator
 from pssr_volume.urls import split
 
 CONNECT_TIMEOUT_S = 5
+TIMEOUT_ENV = "PSSR_VOLUME_NETWORK_TIMEOUT"
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def network_timeout() -> float:
+    """Seconds a remote store may stay silent (no byte on an open connection, or no
+    connection) before a request fails: ``PSSR_VOLUME_NETWORK_TIMEOUT``, default 10.
+
+    A read that still receives data never times out, however long it takes; a silent
+    endpoint fails in about this time (S3, HTTP; GCS after gcsfs's own retries)."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise PssrError(f"invalid {TIMEOUT_ENV}={text!r}: give a positive number of seconds")
+    return value
 
 
 def storage_options(url: str) -> dict[str, Any]:
     """fsspec options for the file system of ``url``: no listing cache (other processes
-    write), short connect timeouts and few retries (gcsfs's are fixed: six, ~30 s)."""
+    write), short connect and read timeouts and few retries (gcsfs's are fixed: six)."""
     scheme = split(url)[0]
+    timeout = network_timeout()
+    connect = min(CONNECT_TIMEOUT_S, timeout)
     if scheme == "s3":
+        # an S3 request that times out is sent twice by aiobotocore, and tried twice: a
+        # quarter each keeps a silent endpoint's error within about the timeout
         opts: dict[str, Any] = {
             "use_listings_cache": False,
-            "config_kwargs": {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": 60,
+            "config_kwargs": {"connect_timeout": connect, "read_timeout": timeout / 4,
                               "retries": {"max_attempts": 2, "mode": "standard"}}}
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:  # s3fs reads it too; named here, it keys fsspec's instance cache
@@ -37,12 +62,12 @@ def storage_options(url: str) -> dict[str, Any]:
         return opts
     import aiohttp
 
-    timeout = aiohttp.ClientTimeout(total=300, sock_connect=CONNECT_TIMEOUT_S)
+    limits = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=timeout)
     if scheme == "gs":  # anonymous with an emulator, as Google's own clients are
         emulator = gcs_emulator()  # named here, it keys fsspec's instance cache
-        return {"use_listings_cache": False, "requests_timeout": timeout,
+        return {"use_listings_cache": False, "requests_timeout": limits,
                 "token": "anon" if emulator else None, "endpoint_url": emulator}
-    return {"client_kwargs": {"timeout": timeout}}
+    return {"client_kwargs": {"timeout": limits}}
 
 
 @functools.lru_cache(maxsize=8)
@@ -60,12 +85,12 @@ def _filesystem(scheme: str, environment: tuple[str | None, ...]) -> Any:
         return GCSFileSystem(skip_instance_cache=True, **storage_options(f"{scheme}://x"))
     fs = fsspec.filesystem(scheme, skip_instance_cache=True, **storage_options(f"{scheme}://x"))
     if scheme == "s3":
-        fs.retries = 3  # s3fs's own retries around botocore's (5 by default): fail sooner
+        fs.retries = 1  # s3fs's own tries around botocore's two (5 by default): fail sooner
     return fs
 
 
-_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_REGION",
-                "AWS_DEFAULT_REGION", "AWS_PROFILE", "STORAGE_EMULATOR_HOST",
+_ENVIRONMENT = (TIMEOUT_ENV, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+                "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "STORAGE_EMULATOR_HOST",
                 "GOOGLE_APPLICATION_CREDENTIALS")
 
 
@@ -100,7 +125,15 @@ def remote_errors(url: str, what: str | None = "not found") -> Iterator[None]:
         if not _is_connection_error(e):
             raise
         text = " ".join(str(e).split()) or type(e).__name__
+        if is_timeout(e):
+            text = (f"no answer within {network_timeout():g} s ({type(e).__name__}; "
+                    f"{TIMEOUT_ENV} sets the seconds)")
         raise PssrError(f"cannot reach {url}: {text[:300]}") from None
+
+
+def is_timeout(e: BaseException) -> bool:
+    """Whether ``e`` is a request that timed out (asyncio, aiohttp, fsspec, botocore)."""
+    return isinstance(e, TimeoutError) or "Timeout" in type(e).__name__
 
 
 def _is_connection_error(e: BaseException) -> bool:

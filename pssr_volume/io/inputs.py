@@ -92,6 +92,19 @@ def open_input(path: str | os.PathLike[str]) -> InputVolume:
     PssrError
         For a missing, unreadable, corrupt or unsupported input (one-line message).
     """
+    return _not_empty(_open(path))
+
+
+def _not_empty(vol: InputVolume) -> InputVolume:
+    """Refuse a volume with an axis of length 0: nothing to read, restore or convert."""
+    if 0 in vol.shape:
+        shape = "x".join(map(str, vol.shape))
+        raise error(f"Input {vol.path} is empty: its shape is {shape} (z, y, x), an axis of "
+                    "length 0; there is nothing to read.")
+    return vol
+
+
+def _open(path: str | os.PathLike[str]) -> InputVolume:
     if stores.is_url(path):
         return _open_url(str(path))
     text = os.path.expanduser(os.fspath(path))

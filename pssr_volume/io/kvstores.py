@@ -44,10 +44,26 @@ def _tensorstore_gcs_environment() -> None:
         os.environ.setdefault("GOOGLE_AUTH_TOKEN_FOR_TESTING", "anonymous")
 
 
+def _tensorstore_timeouts() -> None:
+    """Bound tensorstore's HTTP requests (s3, gcs, http kvstores) as fsspec's are: a
+    connection within 5 s, and a transfer that stalls (under one byte a second) for
+    ``PSSR_VOLUME_NETWORK_TIMEOUT`` seconds fails (and is retried, :data:`_RETRIES`).
+    tensorstore reads these once, at its first request in a process; what the user set
+    is kept."""
+    from pssr_volume.io.filesystems import CONNECT_TIMEOUT_S, network_timeout
+
+    timeout = network_timeout()
+    os.environ.setdefault("TENSORSTORE_CURL_CONNECT_TIMEOUT_SECONDS",
+                          str(max(1, round(min(CONNECT_TIMEOUT_S, timeout)))))
+    os.environ.setdefault("TENSORSTORE_CURL_LOW_SPEED_TIME_SECONDS", str(max(1, round(timeout))))
+    os.environ.setdefault("TENSORSTORE_CURL_LOW_SPEED_LIMIT_BYTES", "1")
+
+
 def kvstore_spec(location: str | os.PathLike[str]) -> dict[str, Any]:
     """A tensorstore kvstore spec for a folder: ``file``, ``s3``, ``gcs`` or ``http``."""
     if not is_url(location):
         return {"driver": "file", "path": os.fspath(location)}
+    _tensorstore_timeouts()
     scheme, bucket, key = split(str(location))
     folder = f"{key}/" if key else ""
     if scheme == "http" or scheme == "https":

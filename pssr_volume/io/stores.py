@@ -59,6 +59,8 @@ def exists(where: Location) -> bool:
     """Whether a file, folder, object or a prefix with objects is there."""
     if not is_url(where):
         return Path(where).exists()
+    if str(where).startswith(("http://", "https://")):
+        return _http_exists(str(where))
     with remote_errors(str(where)):
         return bool(filesystem(str(where)).exists(fs_path(str(where))))
 
@@ -67,8 +69,23 @@ def is_file(where: Location) -> bool:
     """Whether a file (an object) is there."""
     if not is_url(where):
         return Path(where).is_file()
+    if str(where).startswith(("http://", "https://")):
+        return _http_exists(str(where))
     with remote_errors(str(where)):
         return bool(filesystem(str(where)).isfile(fs_path(str(where))))
+
+
+def _http_exists(url: str) -> bool:
+    """Whether a web server serves ``url``: any status of 400 or more is "no" (a public
+    bucket answers 403 for a missing key), but a server that cannot be reached or stays
+    silent is one line (fsspec's own ``exists`` takes a timeout for "no")."""
+    import aiohttp
+
+    with remote_errors(url):
+        try:
+            return bool(filesystem(url).exists(url, strict=True))
+        except (FileNotFoundError, aiohttp.ClientResponseError):
+            return False
 
 
 def is_dir(where: Location) -> bool:
