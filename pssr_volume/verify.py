@@ -27,6 +27,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pssr_volume.errors import PssrError, RunFailed
@@ -138,6 +139,7 @@ def _check_level(output: Location, layout: LevelLayout, expected: Callable[[Box]
     """Check one level; returns (chunks, files)."""
     unit, shape = layout.unit, layout.shape
     counts = [len(r) for r in _grid(shape, unit)]
+    folders = _folders(output, layout, counts, report)
     read = _read_shape(layout)
     per = [r // u for r, u in zip(read, unit)]
     for region_index in itertools.product(*_grid(counts, per)):
@@ -148,9 +150,29 @@ def _check_level(output: Location, layout: LevelLayout, expected: Callable[[Box]
             if check_region(output, layout.level, box, modes[0]) is None:
                 continue
         for u, strict in zip(units, modes):
-            _check_unit(output, layout, u, strict, report)
+            if u not in folders:
+                _check_unit(output, layout, u, strict, report)
     chunks = math.prod(math.ceil(n / c) for n, c in zip(shape, layout.chunk))
     return chunks, math.prod(counts)
+
+
+def _folders(output: Location, layout: LevelLayout, counts: Sequence[int],
+             report: Callable[[Damage], None]) -> set[tuple[int, ...]]:
+    """Report, and return, the files of a local level that are folders: damage whether or
+    not data was recorded there (a task could not write its file)."""
+    if not isinstance(output, Path):  # an object store has no folders in files' places
+        return set()
+    found = set()
+    for index in itertools.product(*map(range, counts)):
+        name = f"{layout.level}/{layout.file(index)}"
+        path = stores.child(output, name)
+        if isinstance(path, Path) and path.is_dir() and not path.is_symlink():
+            box = _box(index, layout.unit, layout.shape)
+            chunks = math.prod(math.ceil((b - a) / c) for (a, b), c in zip(box, layout.chunk))
+            report(Damage(layout.level, "damaged", "shard" if layout.shard else "chunk", index,
+                          box, name, chunks, "a folder, not a file"))
+            found.add(index)
+    return found
 
 
 def _check_unit(output: Location, layout: LevelLayout, index: tuple[int, ...], strict: bool,
@@ -370,7 +392,7 @@ def verify_for_resume(output: Location, tasks: TaskMap, log: Callable[[str], Non
     else:
         Journal(output).replace(done - redo)
     for d in report.damage:  # only then: a rewrite of a partial edge shard reads the old file
-        stores.remove(stores.child(output, d.file))
+        stores.remove_tree(stores.child(output, d.file))  # a folder in a file's place too
     bad = sum(d.chunks for d in report.damage)
     log(f"verify: {bad} damaged or missing chunk(s) in {len(report.damage)} file(s); "
         f"{len(redo)} task(s) will be redone")

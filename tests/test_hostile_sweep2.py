@@ -134,3 +134,120 @@ def test_sections_too_small_for_the_noise_estimate_ask_for_noise(tmp_path, cli):
     assert "--noise A,B" in err and not (tmp_path / "o.ome.zarr").exists()
     code, _, err = cli(*args, "--noise", "0.01,0.02")  # what the line asks for works
     assert code == 0, err
+
+
+def test_output_paths_the_system_refuses_are_one_line_before_planning(tmp_path, cli):
+    """Too long a name or path, a symbolic-link loop, a file above the output, a place
+    where nothing can be created: one line, at once, in run, convert and crappify."""
+    vol = write_tiff(tmp_path / "vol.tif", em_like((2, 16, 16)))
+    (tmp_path / "file").write_text("x")
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    deep = tmp_path.joinpath(*["d" * 200] * 20)
+    cases = [(tmp_path / ("a" * 300 + ".ome.zarr"), "bytes long; the file system allows 255"),
+             (deep / "o.ome.zarr", "bytes long, and the files inside it add up"),
+             (tmp_path / "loop" / "o.ome.zarr", "is a symbolic-link loop"),
+             (tmp_path / "file" / "sub" / "o.ome.zarr", "file is a file, not a folder")]
+    if sys.platform.startswith("linux"):
+        cases.append((Path("/proc/pssr-test.ome.zarr"), "cannot create anything in /proc"))
+    for out, words in cases:
+        for args in [("run", vol, out, "--cluster", "sync"), ("convert", vol, out),
+                     ("crappify", vol, out.with_suffix(".tif"))]:
+            t0 = time.monotonic()
+            code, _, err = cli(*args)
+            line = error_line(code, err)
+            assert words in line and "cannot write output" in line, (args, err)
+            assert len(line) < 400 and time.monotonic() - t0 < 10, line
+    assert sorted(os.listdir(tmp_path)) == ["file", "loop", "vol.tif"]
+
+
+@pytest.fixture
+def converted(tmp_path, cli) -> Path:
+    """A finished two-level OME-Zarr written by convert (sharded, NGFF 0.5)."""
+    vol = write_tiff(tmp_path / "vol.tif", em_like((2, 32, 32)))
+    out = tmp_path / "v.ome.zarr"
+    code, _, err = cli("convert", vol, out, "--levels", "2", "--cluster", "sync", "--no-progress")
+    assert code == 0, err
+    return out
+
+
+def test_damaged_level_metadata_is_one_line_in_verify_and_resume(converted, cli):
+    for level, text in [("0", "{broken"), ("1", '{"zarr_format": 3, "node_type": "array"}')]:
+        meta = converted / level / "zarr.json"
+        good = meta.read_bytes()
+        meta.write_text(text)
+        for args in [("verify", converted),
+                     ("convert", converted.with_name("vol.tif"), converted, "--levels", "2",
+                      "--cluster", "sync", "--no-progress", "--resume", "--verify")]:
+            code, _, err = cli(*args)
+            line = error_line(code, err)
+            assert f"the metadata of level {level} " in line and "is damaged" in line, err
+        assert meta.read_text() == text  # refused: nothing was rewritten
+        meta.write_bytes(good)
+
+
+def test_a_folder_in_a_shards_place_is_damage_that_resume_verify_repairs(converted, cli):
+    from conftest import digest
+
+    before = digest(converted / "0")
+    shard = next(p for p in (converted / "0" / "c").rglob("*") if p.is_file())
+    shard.unlink()
+    shard.mkdir()
+    (shard / "x").write_text("not a shard")
+    code, out, err = cli("verify", converted)
+    assert code == 1 and "a folder, not a file" in out, (out, err)
+    code, _, err = cli("convert", converted.with_name("vol.tif"), converted, "--levels", "2",
+                       "--cluster", "sync", "--no-progress", "--resume", "--verify")
+    assert code == 0, err
+    assert shard.is_file() and digest(converted / "0") == before
+
+
+def test_a_deleted_output_is_named_as_deleted_not_taken_over(tmp_path):
+    import shutil
+
+    from pssr_volume.errors import RunFailed
+    from pssr_volume.io.lease import Lease, hold
+
+    out = tmp_path / "o.ome.zarr"
+    lease = Lease(out, "pssr-volume run")
+    lease.take()
+    try:
+        shutil.rmtree(out)  # what the heartbeat finds
+        assert lease.refresh() is False and lease.gone
+        assert "o.ome.zarr was deleted while this run wrote it; nothing of it is kept" in (
+            lease.lost_message())
+    finally:
+        lease.release()
+    lease = Lease(out, "pssr-volume run")
+    lease.take()
+    try:
+        lease.path.unlink()  # only the lease file went: the output and its blocks stay
+        assert lease.refresh() is False and not lease.gone
+        message = lease.lost_message()
+        assert "lease file of" in message and "no other run holds it" in message
+        assert "taken over" not in message
+    finally:
+        lease.release()
+    deleted = "was deleted while this run wrote it"
+    with pytest.raises(RunFailed, match=deleted), hold(out, "pssr-volume run"):
+        shutil.rmtree(out)  # and a task fails on the deleted output first
+        raise RunFailed("block (0, 0, 0) failed: FileNotFoundError: 0/zarr.json")
+    assert not out.exists()
+
+
+def test_a_refused_resume_names_the_writer_and_at_most_three_settings(converted, cli, models):
+    from conftest import digest
+
+    before = digest(converted)
+    vol = converted.with_name("vol.tif")
+    code, _, err = cli("run", vol, converted, "--model", models["pointwise"], "--resume",
+                       "--cluster", "sync", "--no-progress")
+    line = error_line(code, err)
+    assert "written by `pssr-volume convert`" in line and "this is `pssr-volume run`" in line
+    assert len(line) < 300 and "identity" not in line, line
+    code, _, err = cli("convert", vol, converted, "--resume", "--chunk-shape", "1,16,16",
+                       "--levels", "3", "--cluster", "sync", "--no-progress")
+    line = error_line(code, err)
+    assert "settings differ from the first run (" in line and "chunk_shape: [2, 32, 32] -> " \
+        "[1, 16, 16]" in line and "more)" in line
+    assert line.count(" -> ") == 3 and len(line) < 600, line
+    assert digest(converted) == before

@@ -228,6 +228,7 @@ class Lease:
         self.token = uuid.uuid4().hex
         self.started = time.time()
         self.lost: Holder | None = None  # who took it from us, if anyone did
+        self.gone = False  # whether the lease went because the output was deleted
         self.made = False  # whether take() created the output folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -305,6 +306,7 @@ class Lease:
             return self._refresh_object(self.url)
         holder = read_holder_file(self.path)
         if holder is None or holder.token != self.token:
+            self.gone = holder is None and self.output_gone()
             self.lost = holder or Holder("?", 0, "", "another process", time.time(),
                                          time.time())
             return False
@@ -330,6 +332,7 @@ class Lease:
         if holder is not None and holder.token == self.token:  # ours, with another version
             self.version = holder.version
             return True
+        self.gone = holder is None and self.output_gone()
         self.lost = holder or Holder("?", 0, "", "another process", time.time(), time.time())
         return False
 
@@ -358,13 +361,26 @@ class Lease:
             if self.made:
                 self.output.rmdir()  # a run that wrote nothing leaves no empty folder
 
+    def output_gone(self) -> bool:
+        """Whether the output was deleted (False when that cannot be told)."""
+        with contextlib.suppress(Exception):
+            return not (self.output.exists() if isinstance(self.output, Path)
+                        else objects.names(self.output))
+        return False
+
     def lost_message(self) -> str:
-        """The one line for a run whose lease another process took over."""
-        who = self.lost
-        by = f"pid {who.pid} on {who.host}" if who is not None and who.pid else "another run"
-        return (f"stopped: the lease on {self.output} was taken over by {by} (this run was "
-                f"paused or unresponsive for over {STALE_AFTER_S:g} s); its finished blocks "
-                "are kept")
+        """The one line for a run whose lease went: the output was deleted, the lease file
+        was deleted, or another process took the lease over."""
+        who, out = self.lost, self.output
+        if self.gone:
+            return (f"stopped: {out} was deleted while this run wrote it; nothing of it is "
+                    "kept (run the command again, without --resume)")
+        if who is None or not who.pid:
+            return (f"stopped: the lease file of {out} was deleted while this run held it (no "
+                    "other run holds it); the finished blocks are kept (rerun with --resume)")
+        return (f"stopped: the lease on {out} was taken over by pid {who.pid} on {who.host} "
+                f"(this run was paused or unresponsive for over {STALE_AFTER_S:g} s); its "
+                "finished blocks are kept")
 
 
 def _remove_empty(state: Path, output: Path) -> None:
@@ -389,6 +405,8 @@ def hold(output: str | os.PathLike, command: str) -> Iterator[Lease]:
     try:
         yield lease
     except BaseException as e:
+        if lease.lost is None and lease.output_gone():  # a task failed on it first
+            lease.gone, lease.lost = True, Holder("?", 0, "", "", 0.0, 0.0)
         if lease.lost is not None:
             raise RunFailed(lease.lost_message()) from e
         raise

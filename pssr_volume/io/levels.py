@@ -25,10 +25,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorstore as ts
 
+from pssr_volume.errors import PssrError
 from pssr_volume.io import stores
 from pssr_volume.io.filesystems import filesystem, fs_path
 from pssr_volume.io.kvstores import kvstore_spec
@@ -136,9 +138,27 @@ class LevelLayout:
 
 
 def level_layout(path: str | Path, level: str) -> LevelLayout:
-    """Read a level's zarr metadata (v3 ``zarr.json`` or v2 ``.zarray``)."""
+    """Read a level's zarr metadata (v3 ``zarr.json`` or v2 ``.zarray``).
+
+    Raises
+    ------
+    PssrError
+        When the metadata is missing, not JSON or not a zarr array's (one line).
+    """
     meta = _metadata(str(path), level)
-    d = json.loads(stores.read_bytes(meta))
+    try:
+        return _layout(meta, level, json.loads(stores.read_bytes(meta)))
+    except PssrError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        what = "missing" if isinstance(e, FileNotFoundError) else "damaged"
+        why = " ".join(str(e).split())[:120] or type(e).__name__
+        raise PssrError(f"{path}: the metadata of level {level} ({meta}) is {what} "
+                        f"({type(e).__name__}: {why}); its chunks cannot be read or checked: "
+                        "--overwrite writes the output again") from None
+
+
+def _layout(meta: Path | str, level: str, d: Any) -> LevelLayout:
     if str(meta).endswith("zarr.json"):
         outer = tuple(d["chunk_grid"]["configuration"]["chunk_shape"])
         codecs = d.get("codecs") or [{}]

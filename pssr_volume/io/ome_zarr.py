@@ -111,7 +111,9 @@ def check_placement(input_path: str | Path, output: Location) -> None:
         For an output that breaks the rule.
     """
     from pssr_volume.io.inputs import input_location
+    from pssr_volume.io.output_path import check_output_path
 
+    check_output_path(output)  # too long, a loop, read-only: before anything else
     location = input_location(input_path)
     check_paths(location, output)
     container = _container(location)
@@ -299,11 +301,6 @@ def _what(path: Location, otherwise: str) -> str:
     return "a Zarr store written by another tool" if is_zarr_store(path) else otherwise
 
 
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
 def check_output(path: Location, *, resume: bool, overwrite: bool, fingerprint: str,
                  settings: dict[str, Any], hint: str = "--resume to finish it or --overwrite "
                  "to replace it") -> bool:
@@ -330,8 +327,9 @@ def check_output(path: Location, *, resume: bool, overwrite: bool, fingerprint: 
     if prov is None or "fingerprint" not in prov:
         raise PssrError(f"cannot resume: {path} is not a pssr-volume output")
     if prov["fingerprint"] != fingerprint:
-        changes = "; ".join(_diff(prov.get("settings", {}), settings)) or "unknown"
-        raise PssrError(f"cannot resume {path}: settings differ from the first run ({changes})")
+        from pssr_volume.io.differences import resume_refusal
+
+        raise PssrError(resume_refusal(path, prov, settings))
     return prov.get("status") == "complete"
 
 

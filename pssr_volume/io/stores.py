@@ -135,13 +135,13 @@ def remove(where: Location) -> None:
 
 
 def remove_tree(where: Location) -> None:
-    """Delete a folder and everything below it (a file: just it)."""
+    """Delete a folder and everything below it (a file: just it; nothing: nothing)."""
     if not is_url(where):
         p = Path(where)
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
-            p.unlink()
+            p.unlink(missing_ok=True)
         return
     fs = filesystem(str(where))
     with remote_errors(str(where)):
