@@ -5,7 +5,12 @@ a non-zero exit, within bounded time, with nothing written on refusal."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -251,3 +256,128 @@ def test_a_refused_resume_names_the_writer_and_at_most_three_settings(converted,
         "[1, 16, 16]" in line and "more)" in line
     assert line.count(" -> ") == 3 and len(line) < 600, line
     assert digest(converted) == before
+
+
+@contextlib.contextmanager
+def web_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real http.server on localhost in a thread; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Html(http.server.BaseHTTPRequestHandler):
+    """A web server that answers every path with 200 and a web page."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = b"<!DOCTYPE html><html><body>Welcome</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+
+def test_a_web_page_for_every_path_is_not_a_zarr_store(tmp_path, cli):
+    with web_server(_Html) as url:
+        for name in ("img.ome.zarr", "v.n5/s0"):
+            for args in [("info", f"{url}/{name}"),
+                         ("run", f"{url}/{name}", tmp_path / "o.ome.zarr", "--cluster", "sync")]:
+                code, _, err = cli(*args)
+                line = error_line(code, err)
+                assert "is not a Zarr, OME-Zarr or N5 store" in line and "a web page" in line
+                assert "Warning" not in err, err
+    assert not (tmp_path / "o.ome.zarr").exists()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_dataset_paths_may_not_leave_the_image(converted, cli):
+    """A dataset path ``../other`` is refused, locally and over HTTP, in every command;
+    NGFF's rarer length units are read, not taken for 1 nm."""
+    root = converted.parent
+    shutil.copytree(converted, root / "other.ome.zarr")
+    meta = converted / "zarr.json"
+    good = json.loads(meta.read_text())
+    for bad in ("../other.ome.zarr/0", "/etc", "0/../../other.ome.zarr/0", "s3://x/0"):
+        doc = json.loads(meta.read_text())
+        doc["attributes"]["ome"]["multiscales"][0]["datasets"][0]["path"] = bad
+        meta.write_text(json.dumps(doc))
+        handler = functools.partial(_Quiet, directory=str(root))
+        with web_server(handler) as url:  # type: ignore[arg-type]
+            for where in (converted, f"{url}/v.ome.zarr"):
+                for args in [("info", where), ("verify", where),
+                             ("run", where, root / "o.ome.zarr", "--cluster", "sync")]:
+                    if args[0] == "verify" and str(where).startswith("http"):
+                        continue  # verify reads outputs: local or object storage
+                    code, _, err = cli(*args)
+                    assert "refusing to read outside it" in error_line(code, err), (args, err)
+    assert not (root / "o.ome.zarr").exists()
+    for unit, nm in [("femtometer", 1e-6), ("kilometer", 1e12), ("inch", 2.54e7),
+                     ("parsec", 3.0856775814913673e25)]:
+        doc = json.loads(json.dumps(good))
+        for axis in doc["attributes"]["ome"]["multiscales"][0]["axes"]:
+            axis["unit"] = unit
+        meta.write_text(json.dumps(doc))
+        from pssr_volume.io.inputs import open_input
+
+        vol = open_input(converted)
+        assert vol.voxel_size is not None and vol.voxel_size[2] == pytest.approx(
+            good["attributes"]["ome"]["multiscales"][0]["datasets"][0][
+                "coordinateTransformations"][0]["scale"][-1] * nm), unit
+
+
+def test_a_killed_scheduler_is_one_line_with_the_tracebacks_in_the_log(tmp_path, models):
+    import signal
+
+    import numpy as np
+    import tifffile
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    dask = str(Path(sys.executable).with_name("dask"))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sched = subprocess.Popen([dask, "scheduler", "--port", str(port), "--no-dashboard"], **quiet)
+    worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                               "--no-dashboard", "--no-nanny"], **quiet)
+    try:
+        vol = np.random.default_rng(0).integers(0, 255, (16, 256, 256), dtype=np.uint8)
+        tifffile.imwrite(tmp_path / "in.tif", vol)
+        run = subprocess.Popen(
+            [CLI, "run", "in.tif", "o.ome.zarr", "--cluster", f"tcp://127.0.0.1:{port}",
+             "--model", str(models["pointwise"]), "--block-shape", "1,256,256",
+             "--voxel-size", "50,8,8", "--no-progress"],
+            cwd=tmp_path, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        assert run.stderr is not None
+        lines = []
+        for line in run.stderr:  # the run connected and submits its tasks: kill the scheduler
+            lines.append(line)
+            if line.startswith("cluster tcp://"):
+                sched.send_signal(signal.SIGKILL)
+                break
+        watchdog = threading.Timer(120, run.kill)  # a hang ends the test, not the suite
+        watchdog.start()
+        lines += run.stderr.readlines()
+        run.wait()
+        watchdog.cancel()
+        err = "".join(lines)
+        line = error_line(run.returncode, err, expected=1)
+        assert "o.ome.zarr.log" in line, err
+        assert "distributed.client" in (tmp_path / "o.ome.zarr.log").read_text()  # not stderr
+    finally:
+        for proc in (sched, worker):
+            proc.kill()
+            proc.wait()

@@ -335,7 +335,9 @@ def open_executor(spec: ClusterSpec, log_file: Path | None = None) -> Iterator[A
     if cluster == "sync":
         yield SerialExecutor()
         return
-    logs = log_file if cluster in ("local", "cuda") else None
+    # a tcp:// scheduler's client logs comm errors and tracebacks here when the scheduler
+    # goes away mid-run: to the file too, so that the run ends with one line
+    logs = log_file if cluster in ("local", "cuda") or is_address(cluster) else None
     with logs_to(logs), _sigterm_stops_cleanly():
         started: Any = None
         keeper: Any = None

@@ -20,21 +20,41 @@ Region = tuple[slice, slice, slice]
 VoxelSize = tuple[float, float, float]
 Position = tuple[float, float, float]
 
+# every UDUNITS-2 length unit that NGFF allows (axes' "unit"), with common abbreviations
 _UNIT_NAMES: dict[float, tuple[str, ...]] = {
+    1e-15: ("ym", "yoctometer", "yoctometre"),
+    1e-12: ("zm", "zeptometer", "zeptometre"),
+    1e-9: ("am", "attometer", "attometre"),
+    1e-6: ("fm", "femtometer", "femtometre"),
     1e-3: ("pm", "picometer", "picometre"),
     0.1: ("å", "a", "angstrom", "ångström", "ångstrom"),
     1.0: ("nm", "nanometer", "nanometre"),
     1e3: ("µm", "um", "micron", "micrometer", "micrometre"),
     1e6: ("mm", "millimeter", "millimetre"),
     1e7: ("cm", "centimeter", "centimetre"),
+    1e8: ("dm", "decimeter", "decimetre"),
     1e9: ("m", "meter", "metre"),
+    1e11: ("hm", "hectometer", "hectometre"),
+    1e12: ("km", "kilometer", "kilometre"),
+    1e15: ("megameter", "megametre"),
+    1e18: ("gigameter", "gigametre"),
+    1e21: ("terameter", "terametre"),
+    1e24: ("petameter", "petametre"),
+    1e27: ("exameter", "exametre"),
+    1e30: ("zettameter", "zettametre"),
+    1e33: ("yottameter", "yottametre"),
+    2.54e7: ("in", "inch"),
+    3.048e8: ("ft", "foot"),
+    9.144e8: ("yd", "yard"),
+    1.609344e12: ("mi", "mile"),
+    3.0856775814913673e25: ("pc", "parsec"),
 }
 _NM_PER_UNIT = {
     name + plural: factor
     for factor, names in _UNIT_NAMES.items()
     for name in names
     for plural in ("", "s")
-}
+} | {"feet": 3.048e8, "inches": 2.54e7}
 
 
 def error(message: str) -> PssrError:

@@ -16,7 +16,13 @@ import zarr
 from pssr_volume.io import stores
 from pssr_volume.io.inputs import open_input
 from pssr_volume.io.ome_zarr import read_provenance
-from pssr_volume.io.zarr_input import find_ome_parent, is_zarr, level_transform, multiscales
+from pssr_volume.io.zarr_input import (
+    dataset_path,
+    find_ome_parent,
+    is_zarr,
+    level_transform,
+    multiscales,
+)
 
 __all__ = ["format_info", "format_model", "run_status", "volume_info"]
 
@@ -61,7 +67,7 @@ def _ome_levels(group_path: str) -> dict[str, Any]:
     version = ome.get("version") if isinstance(ome, dict) else ms.get("version")
     levels = []
     for ds in ms.get("datasets") or []:
-        where = os.path.join(group_path, str(ds.get("path", "")))
+        where = os.path.join(group_path, dataset_path(group_path, ds))
         if not is_zarr(where):
             continue
         array = zarr.open_array(store=stores.zarr_store(where, read_only=True), mode="r")

@@ -153,6 +153,8 @@ def _open_url(text: str) -> InputVolume:
             found = url.startswith(("http://", "https://")) or stores.exists(url)
             if not found:
                 raise error(f"input not found: {url}")
+            if url.startswith(("http://", "https://")):  # what it answers must be metadata
+                _metadata_is_json(url)
             if is_zarr(url):
                 return open_zarr(url)
             if is_n5(url):
@@ -166,6 +168,36 @@ def _open_url(text: str) -> InputVolume:
         raise error(f"input not found: {url}")
     raise error(f"Input {url} is no Zarr array, OME-Zarr image or N5 dataset (no zarr.json, "
                 ".zarray, .zgroup or attributes.json there); at a URL only these are read.")
+
+
+def _metadata_is_json(url: str) -> None:
+    """Refuse a web server that answers the metadata files of Zarr and N5 with something
+    else (a web page for every path); a status of 400 or more is "not there"."""
+    import json
+
+    import aiohttp
+
+    from pssr_volume.io.filesystems import filesystem
+
+    fs = filesystem(url)
+    for name in (*_METADATA[:3], "attributes.json"):
+        try:
+            data = fs.cat_file(str(stores.child(url, name)))
+        except (FileNotFoundError, aiohttp.ClientResponseError):
+            continue
+        try:
+            if isinstance(json.loads(data), dict):
+                return
+        except ValueError:
+            pass
+        raise error(f"Input {url} is not a Zarr, OME-Zarr or N5 store: the server answers "
+                    f"{name} with something that is not JSON metadata ({_kind(data)})")
+
+
+def _kind(data: bytes) -> str:
+    head = bytes(data[:200]).lstrip().lower()
+    return "a web page" if head.startswith((b"<!doctype html", b"<html")) else \
+        f"{len(data)} bytes"
 
 
 _SPECIAL_KINDS = (

@@ -244,7 +244,7 @@ def level_paths(path: Location) -> list[str]:
     PssrError
         When ``path`` is no OME-Zarr image.
     """
-    from pssr_volume.io.zarr_input import multiscales
+    from pssr_volume.io.zarr_input import dataset_path, multiscales
 
     try:
         group = image_group(path, "r")
@@ -253,7 +253,7 @@ def level_paths(path: Location) -> list[str]:
         raise PssrError(f"{path} is not an OME-Zarr image (no Zarr group there)") from None
     found = multiscales(group.attrs.asdict())
     datasets = found[0].get("datasets") if found else None
-    paths = [str(d["path"]) for d in datasets or [] if isinstance(d, dict) and "path" in d]
+    paths = [dataset_path(str(path), d) for d in datasets or [] if isinstance(d, dict)]
     if not paths:
         raise PssrError(f"{path} is not an OME-Zarr image (no multiscales metadata)")
     return paths

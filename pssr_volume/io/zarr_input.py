@@ -55,6 +55,21 @@ def is_zarr(path: str) -> bool:
     return any(os.path.exists(os.path.join(path, m)) for m in ZARR_MARKERS)
 
 
+def dataset_path(group: str, dataset: Mapping[str, Any]) -> str:
+    """A multiscale dataset's ``path``, checked to name an array inside the image's group:
+    relative, without ``..``, ``.``, empty parts, a scheme or a backslash (NGFF paths are
+    keys below the group; anything else would read outside the image)."""
+    raw = dataset.get("path")
+    text = str(raw).strip("/") if isinstance(raw, str | int) else ""
+    parts = text.split("/")
+    if not text or str(raw).startswith("/") or "\\" in text or ":" in text \
+            or any(p in ("", ".", "..") for p in parts):
+        raise error(f"OME-Zarr {group} lists a dataset path {raw!r} that does not name an "
+                    "array inside the image (NGFF dataset paths are relative keys below its "
+                    "group); refusing to read outside it.")
+    return text
+
+
 def zarr_open(path: str) -> zarr.Array | zarr.Group:
     """Open a zarr array or group read-only."""
     return zarr.open(store=stores.zarr_store(path, read_only=True), mode="r")
@@ -77,7 +92,7 @@ def open_zarr(path: str) -> InputVolume:
         datasets = ms_list[0].get("datasets") or []
         if not datasets or "path" not in datasets[0]:
             raise error(f"OME-Zarr {path} lists no datasets in its multiscales metadata.")
-        array_path = str(datasets[0]["path"]).strip("/")
+        array_path = dataset_path(path, datasets[0])
         return _ome_volume(path, array_path, ms_list[0], datasets[0])
     parent = find_ome_parent(path)
     if parent is not None:
