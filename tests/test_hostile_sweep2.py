@@ -381,3 +381,19 @@ def test_a_killed_scheduler_is_one_line_with_the_tracebacks_in_the_log(tmp_path,
         for proc in (sched, worker):
             proc.kill()
             proc.wait()
+
+
+def test_resume_without_an_output_to_resume_is_refused(tmp_path, cli, models):
+    vol = write_tiff(tmp_path / "vol.tif", em_like((2, 16, 16)))
+    args = ["--model", models["pointwise"], "--cluster", "sync", "--no-progress"]
+    for command in (["run", vol, tmp_path / "typo.ome.zarr", *args, "--resume"],
+                    ["convert", vol, tmp_path / "typo.ome.zarr", "--cluster", "sync",
+                     "--resume", "--verify"]):
+        code, _, err = cli(*command)
+        assert "nothing to resume: " in error_line(code, err) and "typo.ome.zarr" in err
+    assert sorted(os.listdir(tmp_path)) == ["vol.tif"]
+    from pssr_volume.io.lease import lease_path
+
+    lease_path(tmp_path / "o.ome.zarr").parent.mkdir(parents=True)  # a run killed at start
+    code, _, err = cli("run", vol, tmp_path / "o.ome.zarr", *args, "--resume")
+    assert code == 0, err

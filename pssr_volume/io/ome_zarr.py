@@ -312,6 +312,9 @@ def check_output(path: Location, *, resume: bool, overwrite: bool, fingerprint: 
     whatever the flags (``--overwrite`` included).
     """
     if not stores.exists(path):
+        if resume:  # a typo would start a second output
+            raise PssrError(f"nothing to resume: {path} does not exist (check the path; "
+                            "without --resume a new output is started)")
         return False
     check_not_leased(path)
     if stores.is_dir(path) and not _contents(path):  # empty but for a lease: new, also on resume
