@@ -14,8 +14,6 @@ import pytest
 import zarr
 from conftest import digest, em_like, write_tiff
 
-from pssr_volume.bundled import bundled_model_path
-
 
 @pytest.fixture
 def inp(tmp_path):
@@ -160,7 +158,6 @@ def test_demo_command(tmp_path, cli):
     assert_clean_failure(code, "", err)
 
 
-@pytest.mark.skipif(not bundled_model_path().is_file(), reason="bundled model not built")
 def test_issue_example_block_shapes_agree(tmp_path, cli):
     """The documented acceptance run: a 4 x 192 x 160 uint8 TIFF at 18.4 nm restored
     with the bundled model on a local cluster, with two block shapes."""

@@ -24,7 +24,6 @@ def quick_start_commands() -> list[list[str]]:
     raise AssertionError("README has no quick start")
 
 
-@pytest.mark.skipif(not bundled_model_path().is_file(), reason="bundled model not built")
 def test_readme_quick_start(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     commands = quick_start_commands()

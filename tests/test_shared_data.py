@@ -13,7 +13,6 @@ import zarr
 from conftest import SHARED_DATA, needs_shared, write_tiff
 from scipy import ndimage
 
-from pssr_volume.bundled import bundled_model_path
 from pssr_volume.crappify.presets import get_preset
 from pssr_volume.metrics import volume_metrics
 
@@ -24,7 +23,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @needs_shared
-@pytest.mark.skipif(not bundled_model_path().is_file(), reason="bundled model not built")
 def test_cli_restores_a_crop_of_the_vnc_stack(tmp_path, cli):
     files = sorted((SHARED_DATA / "drosophila_vnc_sstem_stack1" / "raw").glob("*.tif"))[:2]
     hr = np.stack([tifffile.imread(f)[384:640, 384:640] for f in files])  # 2 x 256 x 256, 4.6 nm
