@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import SHARED_DATA as SHARED
+from conftest import needs_shared
 
 from pssr_volume.errors import PssrError
 from pssr_volume.io.inputs import InputVolume, clear_handle_cache, open_input
 from pssr_volume.io.tiff import natural_key
-
-SHARED = Path("/work/shared/data")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="/work/shared/data is missing")
 
 RNG = np.random.default_rng(0)
 

@@ -7,7 +7,6 @@ robustness, not only its arithmetic. Noise: ``poisson(I / b) * b + normal(0, sqr
 ``var = a + b * I``.
 """
 
-import time
 
 import numpy as np
 import pytest
@@ -175,16 +174,3 @@ def test_estimate_volume_noise():
     assert abs(m.b / b - 1) <= 0.2 and abs(m.a - a) <= a_tolerance(a, b), m
     parts = [normalize(vol[r][0], lo, hi) for r in reads]
     assert m == estimate_noise(parts)  # the same as normalising the same patches by hand
-
-
-def test_fast_on_a_1024_section():
-    x = add_noise(0, scene(5, (1024, 1024)), 1e-4, 0.01).astype(np.float32)
-    estimate_noise(x)
-    best = min(_timed(estimate_noise, x) for _ in range(3))
-    assert best < 0.5, best  # about 0.06 s on one core; generous for a shared machine
-
-
-def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
