@@ -13,6 +13,7 @@ import tifffile
 import zarr
 from conftest import SHARED_DATA, digest, em_like, needs_shared, write_tiff
 from test_io_formats import write_h5, write_mrc, write_n5
+from test_pyramid import mode_oracle
 
 import pssr_volume.convert as convert_module
 from pssr_volume.config import ConvertConfig
@@ -259,5 +260,12 @@ def test_labels_pool_to_label_values(tmp_path, cli, dtype, flag, method):
         assert any(not p <= level0 for p in pooled)  # means invent values between ids
     else:
         assert all(p <= level0 for p in pooled)
+    for k in (1, 2):  # each level from the one above it, voxel by voxel
+        above, level = _level(out, k - 1), _level(out, k)
+        f = tuple(2 if a > b else 1 for a, b in zip(above.shape, level.shape))
+        if method == "mode":  # counted cell by cell (tests/test_pyramid.py)
+            np.testing.assert_array_equal(level, mode_oracle(above, f))
+        elif method == "nearest":
+            np.testing.assert_array_equal(level, above[::f[0], ::f[1], ::f[2]])
     meta = zarr.open_group(str(out), mode="r").attrs["ome"]["multiscales"][0]["metadata"]
     assert meta["kwargs"]["method"] == method

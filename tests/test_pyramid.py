@@ -1,5 +1,8 @@
 """Pyramid planning and pooling: pure numpy, including the staged cascade."""
 
+import itertools
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -115,3 +118,52 @@ def test_level_translations_put_pooled_voxels_at_the_centre_of_their_sources():
             centres = [levels[0].translation[axis] + i * levels[0].voxel_size[axis]
                        for i in range(f[axis])]
             assert lv.translation[axis] == pytest.approx(np.mean(centres))
+
+
+def mode_oracle(data: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Label pooling counted cell by cell: each output voxel is the value that occurs most
+    often among the input voxels of its cell, the lowest of those on a tie. A trailing
+    partial cell counts only the voxels it has (the engine's edge replication copies each
+    of them equally often, so it picks the same value)."""
+    shape = tuple(-(-n // f) for n, f in zip(data.shape, factors))
+    out = np.empty(shape, data.dtype)
+    for idx in itertools.product(*(range(n) for n in shape)):
+        cell = data[tuple(slice(i * f, (i + 1) * f) for i, f in zip(idx, factors))]
+        counts = Counter(cell.ravel().tolist())
+        top = max(counts.values())
+        out[idx] = min(v for v, c in counts.items() if c == top)
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "uint32", "int64", "uint64"])
+@pytest.mark.parametrize("factors", [(1, 2, 2), (2, 2, 2), (2, 1, 2), (2, 1, 1)])
+def test_mode_pooling_equals_a_per_cell_count(dtype, factors):
+    """Odd shapes (partial cells), few distinct ids (many ties, 2-2 and 1-1-1-1 ones)
+    and ids beyond 32 bits where the dtype has them."""
+    rng = np.random.default_rng(sum(factors) + len(dtype))
+    info = np.iinfo(dtype)
+    ids = np.array([info.min, 3, 7, info.max // 2 + 1, info.max], dtype=dtype)
+    for shape in [(3, 7, 9), (4, 6, 8), (1, 5, 3)]:
+        for k in (2, 3, 5):  # fewer ids: more ties
+            data = ids[rng.integers(0, k, shape)]
+            got = downsample(data, factors, "mode")
+            assert got.dtype == data.dtype
+            np.testing.assert_array_equal(got, mode_oracle(data, factors))
+
+
+def test_mode_pooling_tie_rule_is_the_lowest_id():
+    """The documented rule (pyramid.downsample): the most frequent value of a cell, the
+    lowest on a tie; not the cell's first voxel, not the last one seen."""
+    def cell(values: list[int]) -> int:
+        data = np.array(values, np.uint64).reshape(2, 2, 2)
+        return int(downsample(data, (2, 2, 2), "mode")[0, 0, 0])
+
+    assert cell([9, 5, 5, 5, 9, 9, 1, 2]) == 5  # 9 and 5 three times each: 5
+    assert cell([9, 9, 9, 5, 5, 5, 2**63, 2**63]) == 5
+    assert cell([8, 7, 6, 5, 4, 3, 2, 1]) == 1  # all different: the lowest, not the first
+    assert cell([2**64 - 1] * 5 + [1, 2, 3]) == 2**64 - 1  # a majority wins
+    assert cell([4, 4, 6, 6, 6, 4, 0, 0]) == 4  # 4 and 6 three times: 4
+    row = np.array([[[3, 3, 1]]], np.int64)  # a partial cell of one voxel keeps it
+    np.testing.assert_array_equal(downsample(row, (1, 1, 2), "mode"), [[[3, 1]]])
+    tie = np.array([[[6, 2]], [[2, 6]]], np.int32)  # 2-2 across z and x: the lowest
+    np.testing.assert_array_equal(downsample(tie, (2, 1, 2), "mode"), [[[2]]])
