@@ -57,13 +57,20 @@ def test_network_input_appends_the_scaled_noise_map():
 
 
 @pytest.mark.parametrize("arch", ["fast", "span", "span-bf16"])
-def test_noise_aware_blockwise_matches_whole(tmp_path, noise_models, arch):
-    """Also with bf16 inference allowed (used where the CPU computes bf16 natively)."""
+def test_noise_aware_blockwise_matches_whole(tmp_path, noise_models, arch, monkeypatch):
+    """Also with bf16 inference allowed: it runs in bf16 (asserted) on any CPU, where one
+    without native bf16 is told it has it (the autocast is emulated there, slower but
+    the same arithmetic), and the output is not the float32 one."""
+    from pssr_volume import precision
+    from pssr_volume.predict import get_predictor
+
     model = noise_models[arch.removesuffix("-bf16")]
-    if arch.endswith("-bf16"):
+    bf16 = arch.endswith("-bf16")
+    if bf16:
         config, module = load_model(model)
         model = save_model(tmp_path / "bf16.safetensors", module,
                            config.model_copy(update={"bf16_inference": True}))
+        monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     vol = em_like((3, 70, 90), seed=5)
     inp = write_tiff(tmp_path / "in.tif", vol)
     cfg = RunConfig(input=inp, output=tmp_path / "o.ome.zarr", model=model,
@@ -71,9 +78,16 @@ def test_noise_aware_blockwise_matches_whole(tmp_path, noise_models, arch):
     run(cfg)
     job = make_plan(cfg.model_copy(update={"output": tmp_path / "x"})).job
     assert job.noise is not None and job.noise[0] + job.noise[1] > 0
+    assert job.device == "cpu"  # the in-process (sync) run used this process's predictor
+    ran = get_predictor(str(job.model_path), job.model_sha, job.device).autocast
+    assert ran == (torch.bfloat16 if bf16 else None)
     whole = predict_whole(job)
     diff = np.abs(zarr.open_array(str(cfg.output / "0"))[:].astype(int) - whole.astype(int))
     assert diff.max() <= TOLERANCE_CROP and (diff > 0).mean() < 0.01
+    if bf16:  # the bf16 path, not float32 under another name
+        fp32 = predict_whole(make_plan(cfg.model_copy(update={
+            "model": noise_models["span"], "output": tmp_path / "y"})).job)
+        assert (fp32 != whole).any()
 
 
 def test_estimate_reaches_network_summary_and_provenance(tmp_path, noise_models, cli):
