@@ -59,13 +59,16 @@ def main() -> None:
     p.add_argument("--z", default="0:4", help="HR sections START:STOP")
     p.add_argument("--crop", type=int, default=512, help="HR crop edge (central)")
     p.add_argument("--write", type=Path, help="save a bf16-allowed copy here if both pass")
+    p.add_argument("--voxel", default="50,18.4,18.4",
+                   help="voxel size of the degraded input, nm (Z,Y,X): the model's own kind")
     args = p.parse_args()
     presets = args.preset or ["pssr-em", "pssr2"]
     config, module = load_model(resolve_model(args.model))
     vol = open_input(args.hr)
     z0, z1 = (int(v) for v in args.z.split(":"))
-    y0, x0 = ((n - args.crop) // 2 // 4 * 4 for n in vol.shape[1:])
-    hr = vol.read((slice(z0, z1), slice(y0, y0 + args.crop), slice(x0, x0 + args.crop)))
+    crop = min(args.crop, *(n // 4 * 4 for n in vol.shape[1:]))
+    y0, x0 = ((n - crop) // 2 // 4 * 4 for n in vol.shape[1:])
+    hr = vol.read((slice(z0, z1), slice(y0, y0 + crop), slice(x0, x0 + crop)))
     report: dict = {"model": str(args.model), "native_bf16_here": cpu_has_bf16(), "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -80,7 +83,8 @@ def main() -> None:
                                                 np.random.default_rng([0, k])) * 255), 0, 255)
                            for k, s in enumerate(hr)]).astype(np.uint8)
             lr_path = work / f"{preset}.tif"
-            write_tiff_stack(lr_path, iter(lr), lr.shape, "uint8", (50.0, 18.4, 18.4))
+            voxel = tuple(float(v) for v in args.voxel.split(","))
+            write_tiff_stack(lr_path, iter(lr), lr.shape, "uint8", voxel)  # type: ignore[arg-type]
             a, rate_a, _ = _restore(lr_path, fp32, work / "a.ome.zarr")
             b, rate_b, cfg = _restore(lr_path, bf16, work / "b.ome.zarr")
             whole = predict_whole(make_plan(cfg.model_copy(update={"output": work / "x"})).job)

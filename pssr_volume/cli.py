@@ -99,6 +99,10 @@ def cli() -> None:
                    "for noise-aware models. Default: estimated once from the volume.")
 @click.option("--roi", type=Ranges(), default=None,
               help="Restore only this sub-volume (input voxels, Z0:Z1,Y0:Y1,X0:X1).")
+@click.option("--gpu", default=None,
+              help="The GPU model a cuda run is planned for (task size, GPU-hours): v100, "
+                   "a100, a40, a6000, l40s, h100, h200. Default: the SLURM profile's gpu_type, "
+                   "else h100.")
 @click.option("--consistency-map", is_flag=True,
               help="Also write each block's data-consistency figure (the restoration degraded "
                    "back vs the input) as the array 'consistency' in the output.")

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from pssr_volume.gpus import gpu_named
 from pssr_volume.ngff import NgffFormat, ngff_format
 from pssr_volume.types import Shape3
 from pssr_volume.urls import Url, check_url, scheme_of
@@ -233,6 +234,14 @@ class RunConfig(JobConfig):
     noise: tuple[float, float] | None = None  # (a, b) of var = a + b I; None: estimated
     force: bool = False  # run a multi-section model on sections further apart than it knows
     consistency_map: bool = False  # also write each block's data-consistency figure
+    gpu: str | None = None  # the GPU model a cuda run is planned for (pssr_volume.gpus)
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, v: str | None) -> str | None:
+        if v is not None:
+            gpu_named(v)  # ValueError names the known ones
+        return v
 
     @field_validator("noise")
     @classmethod

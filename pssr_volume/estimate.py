@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pssr_volume.blend import reach
-from pssr_volume.nets.cost import gflop_per_out_mpx
-from pssr_volume.nets.registry import build
-from pssr_volume.plan import Plan
+from pssr_volume.gpus import EFFICIENCY, Gpu, gpu_named
+from pssr_volume.plan import Plan, model_cost
 from pssr_volume.pyramid import task_regions
 
 # Network throughput per CPU core: the bundled model's raw forward pass measured 3.1 output
@@ -23,7 +22,7 @@ from pssr_volume.pyramid import task_regions
 CPU_GFLOPS_PER_CORE = 46.0
 # Network throughput per GPU: an H100/H200 in FP32 (TF32 off, for reproducible bytes) at a
 # stated 30 % of its 67 TFLOP/s peak; not yet measured on this project's code.
-GPU_GFLOPS = 20_000.0
+GPU_GFLOPS = gpu_named(None).gflops  # the default planning GPU (pssr_volume.gpus)
 # The engine's own work per CPU core (read, normalise, round, chunks, codec, pyramid) with a
 # model that costs nothing: benchmarks/bench_write.py (docs/PERFORMANCE.md).
 ENGINE_MVOX_PER_CORE = 118.0
@@ -43,6 +42,7 @@ class Estimate:
     computed_mpx: float  # output pixels the network computes, halos included
     network_gflop: float
     itemsize: int
+    gpu: Gpu = gpu_named(None)  # what GPU-hours are counted on
 
     @property
     def output_bytes(self) -> int:
@@ -57,8 +57,12 @@ class Estimate:
         return self.network_gflop / CPU_GFLOPS_PER_CORE / 3600
 
     def gpu_hours(self) -> float:
-        """GPU-hours of network compute at :data:`GPU_GFLOPS`."""
-        return self.network_gflop / GPU_GFLOPS / 3600
+        """GPU-hours of network compute on :attr:`gpu` at its planning rate."""
+        return self.network_gflop / self.gpu.gflops / 3600
+
+    def block_gpu_seconds(self) -> float:
+        """Network seconds of one block task on :attr:`gpu` (the mean over blocks)."""
+        return self.network_gflop / self.gpu.gflops / max(self.blocks, 1)
 
     def engine_core_hours(self) -> float:
         """Core-hours of the engine's own work at :data:`ENGINE_MVOX_PER_CORE`."""
@@ -90,15 +94,12 @@ def estimate(plan: Plan) -> Estimate:
             total += (b - a) * (1 if axis == 0 else s)
         sums.append(total)
     computed = math.prod(sums) / 1e6
-    g = 0.0  # a copy (convert) runs no network
-    if plan.model is not None:
-        cfg = plan.model.config
-        g = gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
+    g = 0.0 if plan.model is None else model_cost(plan.model)  # a copy runs no network
     return Estimate(
         blocks=len(grid), pyramid_tasks=pyramid, tasks=tasks + pyramid,
         level_shapes=shapes, level_bytes=tuple(math.prod(x) * itemsize for x in shapes),
         level_files=files, gflop_per_out_mpx=g, computed_mpx=computed,
-        network_gflop=g * computed, itemsize=itemsize,
+        network_gflop=g * computed, itemsize=itemsize, gpu=plan.gpu or gpu_named(None),
     )
 
 
@@ -126,8 +127,10 @@ def describe(est: Estimate) -> list[str]:
         f"network {est.gflop_per_out_mpx:.1f} GFLOP per output Mpx x {est.computed_mpx:.4g} Mpx "
         f"(halos included) = {est.network_gflop:.4g} GFLOP",
         f"time    network: {est.cpu_core_hours():.3g} CPU core-hours at "
-        f"{CPU_GFLOPS_PER_CORE:g} GFLOP/s per core, or {est.gpu_hours():.3g} GPU-hours at "
-        f"{GPU_GFLOPS / 1000:g} TFLOP/s; engine: {est.engine_core_hours():.3g} core-hours at "
+        f"{CPU_GFLOPS_PER_CORE:g} GFLOP/s per core, or {est.gpu_hours():.3g} GPU-hours on "
+        f"{est.gpu.name} at {est.gpu.gflops / 1000:.3g} TFLOP/s ({EFFICIENCY:.0%} of its "
+        f"FP32 peak; {est.block_gpu_seconds():.2g} s a block task); "
+        f"engine: {est.engine_core_hours():.3g} core-hours at "
         f"{ENGINE_MVOX_PER_CORE:g} output Mvoxel/s per core",
     ]
     return lines

@@ -28,16 +28,26 @@ def sample_volume(read: Reader, shape: tuple[int, int, int], max_slices: int = 1
     """
     z, y, x = shape
     zs = np.unique(np.linspace(0, z - 1, min(z, max_slices)).round().astype(int))
-    parts = []
+    boxes: list[tuple[slice, slice, slice]] = []
     for k in zs:
         if y * x <= (patch * patches_per_axis) ** 2:
-            parts.append(read((slice(k, k + 1), slice(0, y), slice(0, x))).ravel())
+            boxes.append((slice(k, k + 1), slice(0, y), slice(0, x)))
             continue
         py, px = min(patch, y), min(patch, x)
         for j in np.linspace(0, y - py, patches_per_axis).round().astype(int):
             for i in np.linspace(0, x - px, patches_per_axis).round().astype(int):
-                parts.append(read((slice(k, k + 1), slice(j, j + py), slice(i, i + px))).ravel())
-    return np.concatenate(parts)
+                boxes.append((slice(k, k + 1), slice(j, j + py), slice(i, i + px)))
+    out: np.ndarray | None = None  # filled in place: no list of parts and a copy of them
+    at = 0
+    for box in boxes:
+        part = read(box).ravel()
+        if out is None:
+            size = sum((b[1].stop - b[1].start) * (b[2].stop - b[2].start) for b in boxes)
+            out = np.empty(size, part.dtype)
+        out[at:at + part.size] = part
+        at += part.size
+    assert out is not None  # a volume has at least one section
+    return out[:at]
 
 
 def intensity_range(config: NormalizationConfig, sample: np.ndarray | None) -> tuple[float, float]:

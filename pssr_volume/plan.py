@@ -23,12 +23,15 @@ from pssr_volume.bundled import bundled_models, resolve_model
 from pssr_volume.config import BlendMode, ModelConfig, RunConfig
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
+from pssr_volume.gpus import Gpu, gpu_named
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
 from pssr_volume.io.stores import absolute
 from pssr_volume.model import ModelInfo, check_model, describe, model_info
 from pssr_volume.model_fit import check_section_spacing, pixel_size_warning
+from pssr_volume.nets.cost import gflop_per_out_mpx
+from pssr_volume.nets.registry import build
 from pssr_volume.noise import estimate_volume_noise
 from pssr_volume.pyramid import (
     Downsampling,
@@ -38,15 +41,16 @@ from pssr_volume.pyramid import (
     plan_stages,
     shard_shapes,
 )
+from pssr_volume.task_size import BLOCK_YX, CPU_BLOCK_Z, gpu_block_sections
 
 if TYPE_CHECKING:
     from pssr_volume.cluster.executors import ClusterSpec
 
 # Large blocks keep the halo's share small: with a 28-pixel halo a 4096-pixel block (1024
 # input pixels) computes 1.11x its own area, a 1024-pixel block 1.49x; with the bundled
-# model's 52 pixels, 1.21x and 1.98x (docs/PERFORMANCE.md).
-DEFAULT_BLOCK_YX = 4096
-DEFAULT_BLOCK_Z = 2
+# model's 52 pixels, 1.21x and 1.98x (docs/PERFORMANCE.md). In z: pssr_volume.task_size.
+DEFAULT_BLOCK_YX = BLOCK_YX
+DEFAULT_BLOCK_Z = CPU_BLOCK_Z
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class Plan:
     notes: tuple[str, ...]
     summary: tuple[str, ...] = ()  # human-readable lines describing the planned output
     model: ModelInfo | None = None  # the network (None: ``convert``)
+    gpu: Gpu | None = None  # the GPU model a cuda run is planned for (pssr_volume.gpus)
 
 
 def _resolve_model(config: RunConfig) -> ModelInfo:
@@ -101,13 +106,22 @@ def _round_up(n: int, step: int) -> int:
     return math.ceil(n / step) * step
 
 
+def model_cost(model: ModelInfo) -> float:
+    """The network's GFLOP per output megapixel (counted on the model itself)."""
+    cfg = model.config
+    return gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
+
+
 def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
-              notes: list[str]) -> tuple[BlockGrid, Shape3]:
+              notes: list[str], gpu: Gpu | None) -> tuple[BlockGrid, Shape3]:
     scale, grid = model.config.scale, model.grid
     step = scale * grid
     if config.block_shape is None:
         yx = _round_up(DEFAULT_BLOCK_YX, step)
-        block = (min(DEFAULT_BLOCK_Z, volume.shape[0]), yx, yx)
+        z = DEFAULT_BLOCK_Z
+        if gpu is not None:  # enough work per task that the scheduler's share stays small
+            z = gpu_block_sections(model_cost(model), yx, gpu)
+        block = (min(z, volume.shape[0]), yx, yx)
     else:
         block = config.block_shape
     chunk = config.chunk_shape or default_chunk(block)
@@ -239,7 +253,16 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
     model = _resolve_model(config)
     if model.config.in_slices > 1 and whole.shape[0] == 1:
         notes.append("a multi-section model on a single section: neighbours are reflections")
-    grid, chunk = _geometry(config, volume, model, notes)
+    if cluster is None:
+        device, threads = choose_device(config.device, config.cluster), 0
+    else:
+        device, threads = cluster.device, cluster.threads
+        if cluster.profile is not None and config.device is None:
+            config = config.model_copy(update={"device": device})  # the profile's, as given
+    gpu = None
+    if device.startswith("cuda"):
+        gpu = gpu_named(config.gpu or (cluster.gpu if cluster is not None else None))
+    grid, chunk = _geometry(config, volume, model, notes, gpu)
     _check_memory(grid, chunk, volume.dtype)
     voxel = _voxel_size(config, volume, notes)
     s = model.config.scale
@@ -270,12 +293,6 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         sample = _finite(sample, config.nan_value, volume.source)
     norm = intensity_range(norm_cfg, sample if norm_cfg.mode == "percentile" else None)
     noise = _noise_model(config, model, whole, norm)
-    if cluster is None:
-        device, threads = choose_device(config.device, config.cluster), 0
-    else:
-        device, threads = cluster.device, cluster.threads
-        if cluster.profile is not None and config.device is None:
-            config = config.model_copy(update={"device": device})  # the profile's, as given
     settings = {
         "model_sha256": model.sha256,
         "input": {"path": volume.path, "array": volume.array_path,
@@ -322,4 +339,4 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         "command": config.model_dump(mode="json"),
     }
     return Plan("run", "restoring", job, layout, settings, ident, provenance, tuple(notes),
-                model=model)
+                model=model, gpu=gpu)

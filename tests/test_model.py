@@ -45,6 +45,32 @@ def test_receptive_field_is_exact(kwargs):
     assert_radius_is_exact(net, ry, g)
 
 
+@pytest.mark.parametrize(("arch", "args", "noise"), [
+    ("pssr-fast", {"width": 16, "blocks": 2}, True), ("pssr-fast", {"width": 12, "depth": 1}, 0),
+    ("pssr-span", {"width": 12, "blocks": 2}, True),
+])
+def test_the_narrow_probe_measures_the_receptive_field_of_the_full_width_network(arch, args,
+                                                                                 noise):
+    """model_info measures on a width-4 copy (fast, small): the same radius as the network
+    at its own width, for every architecture that takes a width."""
+    from pssr_volume.nets.receptive_field import PROBE_WIDTH, probe_config, receptive_field_of
+    from pssr_volume.nets.registry import build
+
+    cfg = ModelConfig(name="m", architecture=arch, arch_args=args, noise_input=bool(noise))
+    assert probe_config(cfg).arch_args["width"] == PROBE_WIDTH
+    net = build(cfg)
+    full = receptive_field(net, cfg.in_channels, cfg.scale, net.downsampling)
+    extra = int(bool(noise))  # the noise map: 3x3 means of the section
+    assert receptive_field_of(cfg.model_dump_json()) == (full[0] + extra, full[1] + extra)
+
+
+def test_a_width_multiplier_is_not_narrowed():
+    from pssr_volume.nets.receptive_field import probe_config
+
+    cfg = ModelConfig(name="m", architecture="pssr-resunet", arch_args={"width": 0.125})
+    assert probe_config(cfg) == cfg
+
+
 def test_pointwise_has_no_context():
     assert receptive_field(Pointwise(), 1, 4, 1) == (0, 0)
 

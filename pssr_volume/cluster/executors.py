@@ -171,6 +171,8 @@ class ClusterSpec:
         ``local`` cluster; 1 for ``sync``; None lets the cluster decide (one per
         GPU for ``cuda``, the profile's jobs for ``slurm``, the scheduler's for
         ``tcp://``).
+    gpu : str or None
+        The GPU model the profile asks for (``gpu_type``), which a plan is made for.
     """
 
     cluster: str
@@ -179,6 +181,7 @@ class ClusterSpec:
     device: str
     threads: int
     workers: int | None
+    gpu: str | None = None
 
 
 def _require_gpu(what: str) -> None:
@@ -210,6 +213,9 @@ def check_cluster(config: ExecutionConfig) -> ClusterSpec:
     device: str | None  # --device, else the profile's device (any torch device string)
     cluster, device, workers = config.cluster, config.device, config.workers
     profile, threads = None, 0
+    # a dry run plans for the target anywhere (a login node has no GPU, maybe no sbatch):
+    # only a real run needs the device, dask-cuda and SLURM
+    real = not getattr(config, "dry_run", False)
     if config.profile is not None and cluster != "slurm":
         raise PssrError(f"--profile is only used with --cluster slurm, not --cluster {cluster}")
     if cluster == "slurm":
@@ -217,16 +223,19 @@ def check_cluster(config: ExecutionConfig) -> ClusterSpec:
             raise PssrError("--cluster slurm needs --profile FILE (examples: "
                             "workflows/profiles/cpu.yaml and gpu.yaml)")
         profile = load_profile(config.profile)
-        _require_sbatch()
+        if real:
+            _require_sbatch()
         device, threads = device or profile.device, profile.threads
     elif cluster == "cuda":
-        _require_gpu("--cluster cuda")
-        try:
-            import dask_cuda  # noqa: F401
-        except ImportError:
-            raise PssrError(f"--cluster cuda needs dask-cuda: {CUDA_EXTRA_HINT}") from None
-    elif cluster in ("local", "sync") and device == "cuda":
-        _require_gpu("--device cuda")
+        if real:
+            _require_gpu("--cluster cuda")
+            try:
+                import dask_cuda  # noqa: F401
+            except ImportError:
+                raise PssrError(f"--cluster cuda needs dask-cuda: {CUDA_EXTRA_HINT}") from None
+    elif cluster in ("local", "sync"):
+        if device == "cuda" and real:
+            _require_gpu("--device cuda")
     elif is_address(cluster):
         check_address(cluster)
         probe_scheduler(cluster, CONNECT_TIMEOUT_S)  # before planning samples the input
@@ -239,7 +248,8 @@ def check_cluster(config: ExecutionConfig) -> ClusterSpec:
         threads = max(1, cores // workers)
     elif cluster == "sync":
         workers = 1
-    return ClusterSpec(cluster, profile, config.profile, device, threads, workers)
+    return ClusterSpec(cluster, profile, config.profile, device, threads, workers,
+                       None if profile is None or not profile.gpus else profile.gpu_type)
 
 
 def _unknown(cluster: str) -> PssrError:

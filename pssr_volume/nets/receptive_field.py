@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from typing import cast
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 
 from pssr_volume.config import ModelConfig
 from pssr_volume.errors import PssrError
-from pssr_volume.nets.registry import build
+from pssr_volume.nets.registry import architectures, build
 
 
 def receptive_field(module: nn.Module, in_slices: int, scale: int, grid: int) -> tuple[int, int]:
@@ -72,9 +73,25 @@ def receptive_field(module: nn.Module, in_slices: int, scale: int, grid: int) ->
     raise PssrError("receptive field larger than 8192 input pixels; is the model convolutional?")
 
 
+PROBE_WIDTH = 4  # channels of the probe network: the receptive field does not depend on them
+
+
+def probe_config(config: ModelConfig) -> ModelConfig:
+    """The configuration a receptive field is measured on: the same topology (kernels,
+    strides, depth) with :data:`PROBE_WIDTH` channels where the architecture takes a
+    ``width`` that counts channels (an int). The probe runs in float64 with gradients: at
+    full width the bundled model's took 6 s and 350 MB, at width 4 0.3 s and 70 MB, with
+    the same radius (a test checks every architecture)."""
+    cls = architectures()[config.architecture]
+    width = inspect.signature(cls.__init__).parameters.get("width")
+    if width is None or type(width.default) is not int:  # e.g. resunet's is a float multiplier
+        return config
+    return config.model_copy(update={"arch_args": {**config.arch_args, "width": PROBE_WIDTH}})
+
+
 @functools.lru_cache(maxsize=32)
 def receptive_field_of(config_json: str) -> tuple[int, int]:
-    config = ModelConfig.model_validate_json(config_json)
+    config = probe_config(ModelConfig.model_validate_json(config_json))
     module = build(config)
     grid = cast(int, module.downsampling)  # every registered network declares it (registry)
     ry, rx = receptive_field(module, config.in_channels, config.scale, grid)

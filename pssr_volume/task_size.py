@@ -1,0 +1,38 @@
+"""How big a block task is by default: by the device it runs on and the network's cost.
+
+A task has a fixed cost in the driver and the scheduler (milliseconds: submitting, tracking,
+journaling) next to its work. On a CPU the default block, 2 x 4096 x 4096 output voxels, is
+seconds to minutes of network time, so that cost is negligible. On a GPU the same block takes
+tens of milliseconds and the tasks would be scheduler work, so the GPU default is thicker in z:
+the fewest sections (a multiple of :data:`GPU_Z_STEP`, the output chunk's z) whose network time
+at the planned GPU's rate (:mod:`pssr_volume.gpus`) is at least :data:`GPU_TASK_SECONDS`, which
+keeps a per-task cost of ~16 ms under 2 %.
+
+Memory stays bounded whatever the thickness: the network runs over a block's sections in
+batches (``--batch-size``), so GPU memory holds one batch; on a GPU each batch is rounded to
+the output type there (``predict``'s on-device finish), so host memory holds the block's
+input tile and its stored voxels (about 0.5 GB for 24 x 4096 x 4096 uint8), never its float
+output.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pssr_volume.gpus import Gpu
+
+BLOCK_YX = 4096  # output voxels per side, rounded up to scale x network grid
+CPU_BLOCK_Z = 2
+GPU_TASK_SECONDS = 1.0
+GPU_Z_STEP = 8
+GPU_MAX_Z = 128
+
+
+def gpu_block_sections(gflop_per_out_mpx: float, yx: int, gpu: Gpu) -> int:
+    """Sections per GPU block task: network time at least :data:`GPU_TASK_SECONDS` on
+    ``gpu``, a multiple of :data:`GPU_Z_STEP`, at most :data:`GPU_MAX_Z`."""
+    seconds_per_section = gflop_per_out_mpx * yx * yx / 1e6 / gpu.gflops
+    if seconds_per_section <= 0:
+        return GPU_MAX_Z
+    z = math.ceil(GPU_TASK_SECONDS / seconds_per_section / GPU_Z_STEP) * GPU_Z_STEP
+    return max(GPU_Z_STEP, min(GPU_MAX_Z, z))

@@ -1,0 +1,77 @@
+"""Planning a GPU run anywhere (issue 21): on a machine without a GPU (CI, a login node),
+``--dry-run`` plans for ``--device cuda`` / ``--cluster cuda`` with GPU-sized tasks; only a
+real run needs the GPU."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import zarr
+from conftest import em_like, write_tiff
+
+from pssr_volume.config import RunConfig
+from pssr_volume.device import gpu_count
+from pssr_volume.estimate import estimate
+from pssr_volume.gpus import GPUS, gpu_named
+from pssr_volume.plan import make_plan, model_cost
+from pssr_volume.task_size import GPU_TASK_SECONDS, GPU_Z_STEP, gpu_block_sections
+
+no_gpu = pytest.mark.skipif(gpu_count() > 0, reason="checks the refusal on a machine without GPU")
+
+
+def test_gpu_names_and_rates():
+    assert gpu_named(None).name == "H100" and gpu_named("A100-80GB").name == "A100"
+    assert gpu_named("nvidia-h200").memory_gib == 141
+    with pytest.raises(ValueError, match="unknown GPU 'tpu'.*H100"):
+        gpu_named("tpu")
+
+
+@pytest.mark.parametrize("gpu", sorted(GPUS))
+def test_a_gpu_block_is_at_least_the_target_seconds_of_work(gpu):
+    g, yx = 56.6, 4096  # the bundled model's GFLOP per output Mpx, the default block side
+    z = gpu_block_sections(g, yx, GPUS[gpu])
+    seconds = z * yx * yx / 1e6 * g / GPUS[gpu].gflops
+    assert z % GPU_Z_STEP == 0
+    assert seconds >= GPU_TASK_SECONDS or z == 128
+    assert (z - GPU_Z_STEP) * yx * yx / 1e6 * g / GPUS[gpu].gflops < GPU_TASK_SECONDS or z == 8
+
+
+@no_gpu
+def test_dry_run_plans_for_cuda_without_a_gpu_and_a_real_run_is_refused(tmp_path, cli):
+    inp = write_tiff(tmp_path / "in.tif", em_like((40, 32, 32)))
+    out = tmp_path / "o.ome.zarr"
+    for flags in (["--device", "cuda"], ["--cluster", "cuda"],
+                  ["--device", "cuda", "--gpu", "a100"]):
+        code, _, err = cli("run", inp, out, "--dry-run", *flags)
+        assert code == 0, err
+        gpu = "A100" if "a100" in flags else "H100"
+        assert f"GPU-hours on {gpu}" in err and "device cuda" in err
+        sections = int(re.search(r"blocks\s+\d+ of (\d+)x", err).group(1))
+        assert sections > 2  # GPU-sized: thicker than the CPU default of 2 sections
+        assert not out.exists()
+    code, _, err = cli("run", inp, out, "--dry-run")  # this machine: a CPU plan
+    assert code == 0 and "device cpu" in err and "of 2x" in err
+    code, _, err = cli("run", inp, out, "--device", "cuda")
+    assert code == 2 and "needs a CUDA GPU" in err and not out.exists()
+    code, _, err = cli("run", inp, out, "--dry-run", "--device", "cuda", "--gpu", "tpu")
+    assert code == 2 and "unknown GPU" in err and err.count("\n") == 1
+
+
+def test_the_teravoxel_gpu_plan_has_at_most_64000_tasks_and_300000_files(tmp_path):
+    """The issue's example: 1000 x 32768 x 32768 uint8 at 30 x 8 x 8 nm (an empty array:
+    only its metadata is written)."""
+    path = tmp_path / "tvox.zarr"
+    zarr.create_array(str(path), shape=(1000, 32768, 32768), chunks=(1, 1024, 1024),
+                      dtype="uint8", fill_value=0)
+    cfg = RunConfig(input=str(path), output=str(tmp_path / "o.ome.zarr"), dry_run=True,
+                    device="cuda", voxel_size=(30.0, 8.0, 8.0), cluster="sync")
+    plan = make_plan(cfg)
+    est = estimate(plan)
+    assert plan.job.device == "cuda" and plan.gpu == gpu_named(None)
+    z = plan.job.grid.block[0]
+    assert z == gpu_block_sections(model_cost(plan.model), plan.job.grid.block[1], plan.gpu)
+    assert est.tasks <= 64_000 and est.blocks == math.ceil(1000 / z) * 32 * 32
+    assert est.files <= 300_000
+    assert est.block_gpu_seconds() >= GPU_TASK_SECONDS
