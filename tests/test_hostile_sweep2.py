@@ -397,3 +397,13 @@ def test_resume_without_an_output_to_resume_is_refused(tmp_path, cli, models):
     lease_path(tmp_path / "o.ome.zarr").parent.mkdir(parents=True)  # a run killed at start
     code, _, err = cli("run", vol, tmp_path / "o.ome.zarr", *args, "--resume")
     assert code == 0, err
+
+
+def test_a_one_voxel_tiff_is_read_as_one_voxel(tmp_path, cli):
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "one.tif", np.full((1, 1, 1), 9, np.uint8),
+                     photometric="minisblack")  # tifffile calls its axes 'XYX'
+    code, out, err = cli("info", tmp_path / "one.tif")
+    assert code == 0 and "(z, y, x) = (1, 1, 1)" in out, err

@@ -160,6 +160,8 @@ def _tiff_layout(
 ) -> tuple[Shape3, tuple[int | str, ...], list[str]]:
     """Map a TIFF series to (z, y, x): return the shape, an index template and notes."""
     described = f"axes {axes!r}, shape {tuple(shape)}"
+    if len(set(axes)) < len(axes) and len(axes) >= 2 and all(n == 1 for n in shape[:-2]):
+        axes = "Q" * (len(axes) - 2) + "YX"  # tifffile calls a 1x1x1 image's axes 'XYX'
     kept = [(ax, n) for ax, n in zip(axes, shape, strict=True) if n != 1 or ax in "YX"]
     notes = []
     if "".join(ax for ax, _ in kept) == "CYX":
