@@ -66,8 +66,10 @@ def nets(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, bool], str
                     if loud and isinstance(m, torch.nn.Conv2d):  # weight-normed: its norm
                         wn = getattr(m, "parametrizations", None)
                         (wn.weight.original0 if wn else m.weight).mul_(LOUD[name])
-                last = net.head if isinstance(net, ResUNet) else net.tail
-                last.weight.normal_(0, 0.05)
+                if isinstance(net, ResUNet):  # its head passes the upsampled section on
+                    net.head.weight.add_(0.05 * torch.randn_like(net.head.weight))
+                else:  # a residual on the bilinear upsample
+                    net.tail.weight.normal_(0, 0.05)
             out[name, loud] = str(save_model(d / f"{name}-{loud}.safetensors", net, ModelConfig(
                 name=name, architecture=arch, arch_args=args, **extra)))
     return out
@@ -108,9 +110,9 @@ def check_geometry(grid: BlockGrid) -> None:
         assert grid.counts[0] >= 3 and {i[0] for i in interior(grid)} == {1}
 
 
-def restore(tmp_path, model: str, vol: np.ndarray, cluster: str, **kw) -> tuple[np.ndarray,
-                                                                                 np.ndarray]:
-    """Blockwise output (through ``cluster``) and whole-volume inference, with the grid."""
+def restore(tmp_path, model: str, vol: np.ndarray, cluster: str,
+            **kw) -> tuple[np.ndarray, np.ndarray, BlockGrid]:
+    """Blockwise output (through ``cluster``), whole-volume inference and the block grid."""
     shape, block = geometry(model)
     assert vol.shape == shape
     tmp_path.mkdir(exist_ok=True)
@@ -119,8 +121,7 @@ def restore(tmp_path, model: str, vol: np.ndarray, cluster: str, **kw) -> tuple[
                     block_shape=block, progress=False, **kw)
     run(cfg)
     job = make_plan(cfg.model_copy(update={"output": tmp_path / "unused", "halo": None})).job
-    check_geometry(job.grid)
-    return zarr.open_array(str(cfg.output / "0"), mode="r")[:], predict_whole(job)
+    return zarr.open_array(str(cfg.output / "0"), mode="r")[:], predict_whole(job), job.grid
 
 
 @pytest.mark.parametrize("blend", ["crop", "linear", "cosine", "gaussian"])
@@ -129,11 +130,12 @@ def test_interior_blocks_match_whole_volume(tmp_path, nets, scheduler, arch, ble
     model = nets[arch, False]
     shape, _ = geometry(model)
     vol = em_like(shape, seed=7)
-    got, whole = restore(tmp_path, model, vol, scheduler, blend=blend)
+    got, whole, grid = restore(tmp_path, model, vol, scheduler, blend=blend)
     diff = np.abs(got.astype(int) - whole.astype(int))
     assert diff.max() <= TOLERANCE[blend], (arch, blend, diff.max())
     if blend == "crop":
         assert (diff > 0).mean() < 0.01
+    check_geometry(grid)  # and the comparison had interior tiles
     # the network does something: far from a plain upsample
     assert np.abs(whole.astype(int) - vol.repeat(4, 1).repeat(4, 2)).mean() > 1
 
@@ -147,10 +149,11 @@ def test_interior_crop_is_exact_and_a_short_halo_shows(tmp_path, nets, arch):
     model = nets[arch, True]
     shape, _ = geometry(model)
     vol = em_like(shape, seed=8).astype(np.float32) / 255
-    got, whole = restore(tmp_path / "full", model, vol, "sync")
+    got, whole, grid = restore(tmp_path / "full", model, vol, "sync")
     span = float(whole.max() - whole.min())
     assert np.abs(got - whole).max() <= FLOAT_TOLERANCE * span
+    check_geometry(grid)
     info = model_info(model)
     short = info.default_halo[0] - info.grid
-    got, _ = restore(tmp_path / "short", model, vol, "sync", halo=(short, short))
+    got, _, _ = restore(tmp_path / "short", model, vol, "sync", halo=(short, short))
     assert np.abs(got - whole).max() > 10 * FLOAT_TOLERANCE * span
