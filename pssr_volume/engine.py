@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ from pssr_volume.consistency import Residual
 from pssr_volume.errors import PssrError, RunFailed, first_line
 from pssr_volume.io.journal import Journal
 from pssr_volume.plan import Job
-from pssr_volume.pyramid import task_regions
+from pssr_volume.pyramid import task_count, task_regions
 from pssr_volume.tasks import (
     Index,
     Times,
@@ -156,7 +156,8 @@ def _fmt_index(index: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, index)) + ")"
 
 
-def _submit_crop(job: Job, ex: Executor, todo: list[Index], window: _Window, run: str) -> None:
+def _submit_crop(job: Job, ex: Executor, todo: Iterable[Index], window: _Window,
+                 run: str) -> None:
     task = process_block if job.model_path is not None else copy_block
     for index in todo:
         window.add(ex.submit(task, job, index, key=f"block-{run}-{index}"),
@@ -235,14 +236,16 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
     done = Journal(job.output).done()
     stats = RunStats(blocks_total=len(job.grid), levels=len(job.levels),
                      block_levels=job.stages[0].last)
-    todo = [i for i in job.grid.indices() if block_key(i) not in done]
-    stats.blocks_skipped = stats.blocks_total - len(todo)
+    # blocks are enumerated lazily (no object per block of the whole volume is held; the
+    # blend modes, which count each block's neighbours, list the blocks to do)
+    stats.blocks_skipped = _blocks_done(job, done)
+    todo = (i for i in job.grid.indices() if block_key(i) not in done)
     pyramid = [
         [r for r in task_regions(job.levels[st.first].shape, st.task)
          if pyramid_key(st.first, r) not in done]
         for st in job.stages[1:]
     ]
-    progress.start(len(todo) + sum(map(len, pyramid)))
+    progress.start(stats.blocks_total - stats.blocks_skipped + sum(map(len, pyramid)))
     limit = max(4, 4 * executor.n_workers)
 
     def block_done(result: tuple[Index, Times]) -> None:
@@ -261,8 +264,10 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
 
     try:
         window = _Window(executor, limit, block_done)
-        submit = _submit_crop if job.blend == "crop" else _submit_blend
-        submit(job, executor, todo, window, run)
+        if job.blend == "crop":
+            _submit_crop(job, executor, todo, window, run)
+        else:
+            _submit_blend(job, executor, list(todo), window, run)
         window.finish()
         for s, (st, regions) in enumerate(zip(job.stages[1:], pyramid), start=1):
             window = _Window(executor, limit, pyramid_done)
@@ -290,6 +295,19 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
         stats.residuals = _residuals(job)
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _blocks_done(job: Job, done: set[str]) -> int:
+    """How many of the grid's blocks the journal's keys ``done`` record."""
+    counts = job.grid.counts
+    return sum(1 for key in done
+               if (i := block_index(key)) is not None and all(a < n for a, n in zip(i, counts)))
+
+
+def task_total(job: Job) -> int:
+    """Block tasks plus later pyramid tasks of a job, counted without making them."""
+    return len(job.grid) + sum(task_count(job.levels[st.first].shape, st.task)
+                               for st in job.stages[1:])
 
 
 def _residuals(job: Job) -> dict[tuple[int, int, int], Residual]:

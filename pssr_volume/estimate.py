@@ -15,7 +15,7 @@ import numpy as np
 from pssr_volume.blend import reach
 from pssr_volume.gpus import EFFICIENCY, Gpu, gpu_named
 from pssr_volume.plan import Plan, model_cost
-from pssr_volume.pyramid import task_regions
+from pssr_volume.pyramid import task_count
 
 # Network throughput per CPU core: the bundled model's raw forward pass measured 3.1 output
 # Mpx/s on 2 cores at 29.7 GFLOP per output Mpx (docs/PERFORMANCE.md): about 46 GFLOP/s.
@@ -74,7 +74,7 @@ def estimate(plan: Plan) -> Estimate:
     job = plan.job
     grid, s = job.grid, job.grid.scale
     itemsize = np.dtype(job.dtype).itemsize
-    pyramid = sum(len(task_regions(job.levels[st.first].shape, st.task)) for st in job.stages[1:])
+    pyramid = sum(task_count(job.levels[st.first].shape, st.task) for st in job.stages[1:])
     tasks = len(grid)
     if job.blend != "crop":  # a prediction, a piece for each neighbour, a write per block
         r = reach(job.blend, grid.block[1:], (grid.halo[1] * s, grid.halo[2] * s))

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
 from pssr_volume.config import JobConfig
-from pssr_volume.engine import RunStats, execute
+from pssr_volume.engine import RunStats, execute, task_total
 from pssr_volume.errors import PssrError, note_line
 from pssr_volume.io.consistency_map import record_consistency
 from pssr_volume.io.lease import hold
@@ -84,6 +84,7 @@ def drive(config: JobConfig, make_plan: Callable[[ClusterSpec], Plan], log: Log 
     check_placement(config.input, output)
     cluster = check_cluster(config)  # profile, GPU, SLURM: fail before any work
     plan = make_plan(cluster)
+    _check_size(plan)
     if config.dry_run:
         state = _state_for_dry_run(config, plan)
         for line in [*map(note_line, plan.notes), *plan.summary, *dry_run_lines(plan),
@@ -119,6 +120,20 @@ def drive(config: JobConfig, make_plan: Callable[[ClusterSpec], Plan], log: Log 
                                plan.job.grid.block, getattr(config, "consistency_map", False))
         complete_output(output)
     return plan, stats
+
+
+MAX_TASKS = 10_000_000  # the driver tracks every task and journal key: beyond, use bigger blocks
+
+
+def _check_size(plan: Plan) -> None:
+    """Refuse a plan of more tasks than one driver can track, before anything is written
+    (an absurd shape would otherwise run out of memory or never end)."""
+    tasks = task_total(plan.job)
+    if tasks > MAX_TASKS:
+        shape = "x".join(map(str, plan.job.grid.out_shape))
+        part = ", or --roi for a part of the volume" if plan.command == "run" else ""
+        raise PssrError(f"{plan.command} would need {tasks:,} tasks for an output of {shape} "
+                        f"voxels (at most {MAX_TASKS:,}); use a larger --block-shape{part}")
 
 
 def _check(config: JobConfig, plan: Plan) -> bool:

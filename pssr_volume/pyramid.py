@@ -206,6 +206,11 @@ def plan_stages(levels: tuple[Level, ...], block: Shape3, chunk: Shape3) -> tupl
     return tuple(stages)
 
 
+def task_count(shape: Shape3, task: Shape3) -> int:
+    """How many regions :func:`task_regions` gives, without making them."""
+    return math.prod(math.ceil(n / t) for n, t in zip(shape, task))
+
+
 def task_regions(shape: Shape3, task: Shape3) -> list[tuple[tuple[int, int], ...]]:
     """Chunk-aligned task regions tiling a level of ``shape``, raster order."""
     ranges = [
