@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -219,19 +220,51 @@ def test_a_second_convert_on_a_live_output_is_refused(tmp_path, volume):
             first.wait()
 
 
+# Runs ``pssr-volume`` in this process with Lease.take held until every run given the same
+# meeting folder has reached it: the runs pass their checks, then race for the lease together.
+_MEET_AT_THE_LEASE = """
+import os, sys, time
+from pathlib import Path
+from pssr_volume.io import lease
+from pssr_volume.cli import main
+meet, runs = Path(sys.argv.pop(1)), int(sys.argv.pop(1))
+take = lease.Lease.take
+def meet_then_take(self):
+    (meet / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(meet.iterdir())) < runs:
+        if time.monotonic() > deadline:
+            raise SystemExit("the other run never reached the lease")
+        time.sleep(0.005)
+    take(self)
+lease.Lease.take = meet_then_take
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_two_runs_started_together_on_a_new_output(tmp_path, volume):
-    """Both may pass the checks before either creates anything; exactly one gets the lease
-    (the other is refused by the lease, or, when it comes after the first finished, by the
-    output that now exists)."""
+    """Both pass the checks before either creates anything (both are held at the lease
+    until both reach it); exactly one gets the lease, the other is refused by it naming the
+    winner, and the output is the winner's, byte for byte."""
     inp, args, reference = volume
     out = tmp_path / "out.ome.zarr"
-    procs = [_start(inp, out, *args) for _ in range(2)]
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", _MEET_AT_THE_LEASE, str(meet), "2", "run",
+                               str(inp), str(out), *args, "--no-progress"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(2)]
     codes = [p.wait(timeout=300) for p in procs]
     errs = [p.stderr.read().decode() for p in procs]
     assert sorted(codes) == [0, 2], errs
-    loser = errs[codes.index(2)]
-    assert ("is being written by" in loser or "output exists" in loser), loser
-    assert len(loser.strip().splitlines()) == 1, loser
+    assert sorted(int(f.name) for f in meet.iterdir()) == sorted(p.pid for p in procs)
+    winner, loser = procs[codes.index(0)], errs[codes.index(2)]
+    assert re.fullmatch(
+        rf"Error: output {re.escape(str(out))} is being written by pssr-volume run \(pid "
+        rf"{winner.pid} on {re.escape(socket.gethostname())}\) since .+; wait for it or stop "
+        r"it\n", loser), loser
+    assert read_provenance(out)["status"] == "complete"
+    assert not (out / ".pssr-volume").exists()
     assert levels(out) == reference
 
 

@@ -274,15 +274,24 @@ def test_a_second_writer_on_an_s3_output_is_refused(tmp_path, models, s3, cli):
 
 def test_lease_and_journal_objects(s3):
     out = f"{s3}/state.ome.zarr"
-    # of two processes creating the lease at once, exactly one gets it
-    results: list[str | None] = []
-    threads = [threading.Thread(target=lambda i=i: results.append(
-        objects.create(f"{out}/race", str(i).encode()))) for i in range(4)]
+    # of four processes creating the lease at once (a barrier releases them together),
+    # exactly one gets it and the object holds its bytes
+    results: list[tuple[int, str | None]] = []
+    go = threading.Barrier(4)
+
+    def create(i: int) -> None:
+        go.wait()
+        results.append((i, objects.create(f"{out}/race", str(i).encode())))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sum(r is not None for r in results) == 1
+    won = [(i, v) for i, v in results if v is not None]
+    assert len(results) == 4 and len(won) == 1, results
+    assert objects.read(f"{out}/race")[:2] == (str(won[0][0]).encode(), won[0][1])
+    objects.delete(f"{out}/race")
     with hold(out, "pssr-volume run") as lease:
         with pytest.raises(Exception, match="is being written by pssr-volume run"):
             Lease(out, "pssr-volume convert").take()
