@@ -152,8 +152,21 @@ def test_no_voxel_size_warns_and_uses_1nm(tmp_path, models, cli, scheduler):
 
 
 def test_demo_command(tmp_path, cli):
-    code, _, err = cli("demo", tmp_path / "demo.tif", "--shape", "2,64,48")
-    assert code == 0 and (tmp_path / "demo.tif").is_file()
+    from pssr_volume.demo import make_demo_volume
+    from pssr_volume.io.inputs import open_input
+
+    code, out, err = cli("demo", tmp_path / "demo.tif", "--shape", "2,64,48", "--seed", "3",
+                         "--hr", tmp_path / "hr.tif")
+    assert code == 0, err
+    assert f"wrote {tmp_path / 'demo.tif'}: 2x64x48 uint8, voxel 50x18.4x18.4 nm" in out + err
+    # --shape is the LR shape; the HR truth is 4x finer in y and x; both as the library makes them
+    lr, hr = make_demo_volume((2, 64, 48), seed=3)
+    for name, shape, voxel, want in (("demo.tif", (2, 64, 48), (50.0, 18.4, 18.4), lr),
+                                     ("hr.tif", (2, 256, 192), (50.0, 4.6, 4.6), hr)):
+        vol = open_input(tmp_path / name)
+        assert (vol.shape, vol.dtype) == (shape, "uint8")
+        assert vol.voxel_size == pytest.approx(voxel, rel=1e-5)
+        np.testing.assert_array_equal(vol.read((slice(None),) * 3), want)
     code, _, err = cli("demo", tmp_path / "demo.tif")
     assert_clean_failure(code, "", err)
 
