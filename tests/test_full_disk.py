@@ -8,6 +8,7 @@ skipped elsewhere.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,15 @@ def test_full_disk_stops_in_one_line_and_resume_completes(tmp_path, models, smal
     assert full.returncode != 0, full.stderr
     assert len(errors) == 1 and errors[0] == lines[-1], full.stderr
     assert "Traceback" not in full.stderr and "internal error" not in full.stderr
-    assert "No space left on device" in errors[0] or "space" in errors[0].lower(), errors[0]
+    # the task that hit the full disk (a block, or a pyramid chunk), the OS's own words, what
+    # is kept and what to do; the log file's name when the cluster logged something
+    said = re.fullmatch(
+        r"Error: (block|pyramid level \d+ at) \(\d+, \d+, \d+\) failed: .*No space left on "
+        r"device.* \((\d+) of 54 blocks are done and kept; rerun with --resume\)"
+        rf"( \(logs: {re.escape(str(out))}\.log\))?", errors[0])
+    assert said is not None, errors[0]
+    # pyramid tasks start once every block is done; a failed block is not done
+    assert (said[1] == "block") == (int(said[2]) < 54), errors[0]
     assert all(ln.split()[0] in ("input", "model", "output", "blocks", "cluster", "note:",
                                  "Error:") for ln in lines), full.stderr
 
