@@ -39,8 +39,7 @@ def test_crappified_hr_protocol_writes_sane_results(tmp_path, cli, models, hr_vo
             assert len(m["sections"]) == 3 and math.isfinite(m["z_mad_ratio"])
             assert 0 < m["frc_cycles_per_px"] <= 0.5
             assert m["frc_period_nm"] == pytest.approx(4.6 / m["frc_cycles_per_px"], rel=1e-3)
-        # BM3D was given the input's own noise estimate, and denoised
-        assert case["bm3d"]["sigma"] > 0
+        _recompute_from_the_saved_outputs(out, case, hr_volume)
         assert methods["bm3d+bicubic"]["psnr"] != methods["bicubic"]["psnr"]
         # a random network is no restoration, but it is a different one from the baselines
         assert methods["fast"]["psnr"] != methods["bilinear"]["psnr"]
@@ -56,6 +55,50 @@ def test_crappified_hr_protocol_writes_sane_results(tmp_path, cli, models, hr_vo
     assert json.loads((out / "evaluate.json").read_text())["presets"] == ["pssr-em", "pssr2"]
     code, _, err = cli("evaluate", "--hr", hr_volume, "--model", models["fast"], "--out", out)
     assert code == 2 and "--overwrite" in err
+
+
+def _recompute_from_the_saved_outputs(out, case, hr_path):
+    """Every number of a case again, from the LR the case saved, the model's saved output
+    and the HR file: the BM3D sigma from the LR's own noise, each method's scores."""
+    import bm3d
+    import tifffile
+    import zarr
+
+    from pssr_volume.baselines import BM3D_SIGMA_FACTOR, to_dtype
+    from pssr_volume.frc import frc_resolution
+    from pssr_volume.metrics import volume_metrics
+    from pssr_volume.noise import estimate_noise
+
+    folder = out / "cases" / case["name"]
+    lr = tifffile.imread(folder / "lr.tif").astype(np.float64)
+    (z0, z1), (y0, y1), (x0, x1) = case["region_hr"]
+    hr = tifffile.imread(hr_path)[z0:z1, y0:y1, x0:x1]
+    assert lr.shape == (hr.shape[0], hr.shape[1] // 4, hr.shape[2] // 4)
+    # sigma: the factor x the fitted noise (var = a + b I, LR normalised to its 0.1-99.9
+    # percentiles) at the LR's median intensity, back on the grey scale
+    lo, hi = np.percentile(lr, [0.1, 99.9])
+    unit = ((lr - lo) / (hi - lo)).astype(np.float32)
+    fit = estimate_noise(list(unit))
+    level = float(np.median(unit))
+    sigma = BM3D_SIGMA_FACTOR * math.sqrt(fit.a + fit.b * level) * (hi - lo)
+    given = case["bm3d"]
+    assert (given["a"], given["b"], given["at_intensity"]) == pytest.approx(
+        (fit.a, fit.b, level), rel=1e-9)
+    assert given["sigma"] == pytest.approx(sigma, rel=1e-9) and sigma > 0
+    denoised = np.stack([bm3d.bm3d(s, sigma_psd=sigma) for s in lr])
+    preds = {m: to_dtype(upsample(lr, 4, m), hr.dtype) for m in ("bilinear", "bicubic",
+                                                                  "spline3")}
+    preds["bm3d+bicubic"] = to_dtype(upsample(denoised, 4, "bicubic"), hr.dtype)
+    preds["fast"] = zarr.open_group(str(folder / "fast.ome.zarr"), mode="r")["0"][:]
+    for method, pred in preds.items():
+        got = case["methods"][method]
+        want = {**volume_metrics(pred, hr, 255.0), **frc_resolution(pred, hr, 4.6)}
+        for key in ("psnr", "ssim", "psnr_raw", "z_mad_ratio", "frc_cycles_per_px",
+                    "frc_period_nm"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9), (method, key)
+        # and raw PSNR by hand: the mean over sections of 10 log10(255^2 / MSE)
+        mse = ((pred.astype(float) - hr) ** 2).mean(axis=(1, 2))
+        assert got["psnr_raw"] == pytest.approx(np.mean(10 * np.log10(255.0**2 / mse)))
 
 
 def test_real_pairs(tmp_path, cli, models, hr_volume):
