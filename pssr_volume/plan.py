@@ -41,7 +41,12 @@ from pssr_volume.pyramid import (
     plan_stages,
     shard_shapes,
 )
-from pssr_volume.task_size import BLOCK_YX, CPU_BLOCK_Z, gpu_block_sections
+from pssr_volume.task_size import (
+    BLOCK_YX,
+    CPU_BLOCK_Z,
+    cpu_block_sections,
+    gpu_block_sections,
+)
 
 if TYPE_CHECKING:
     from pssr_volume.cluster.executors import ClusterSpec
@@ -118,9 +123,9 @@ def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
     step = scale * grid
     if config.block_shape is None:
         yx = _round_up(DEFAULT_BLOCK_YX, step)
-        z = DEFAULT_BLOCK_Z
+        z = cpu_block_sections(volume.shape, scale, yx)  # few enough files per level
         if gpu is not None:  # enough work per task that the scheduler's share stays small
-            z = gpu_block_sections(model_cost(model), yx, gpu)
+            z = max(z, gpu_block_sections(model_cost(model), yx, gpu))
         block = (min(z, volume.shape[0]), yx, yx)
     else:
         block = config.block_shape

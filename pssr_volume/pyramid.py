@@ -196,13 +196,36 @@ class Stage:
     task: Shape3
 
 
-def plan_stages(levels: tuple[Level, ...], block: Shape3, chunk: Shape3) -> tuple[Stage, ...]:
-    """Split the pyramid into stages (see module docstring)."""
-    stages = [Stage(None, 0, cascade_end(levels, 0, block, chunk), block)]
+MANY_TASKS = 50_000  # a stage of more tasks than this keeps its shards at least ...
+MIN_SHARD_YX = 2048  # ... this many voxels in y and x (one file per task and level)
+
+
+def _capped_end(levels: tuple[Level, ...], first: int, task: Shape3, chunk: Shape3,
+                cap: bool) -> int:
+    """:func:`cascade_end`, and with ``cap`` a stage of more than :data:`MANY_TASKS` tasks
+    stops before the first level whose region is under :data:`MIN_SHARD_YX` in y or x
+    (every level a stage writes adds one file per task; a later stage of fewer, larger
+    tasks writes those levels instead)."""
+    end = cascade_end(levels, first, task, chunk)
+    if not cap or task_count(levels[first].shape, task) <= MANY_TASKS:
+        return end
+    for k in range(first + 1, end + 1):
+        f = cumulative(levels, first, k)
+        if min(task[1] // f[1], task[2] // f[2]) < MIN_SHARD_YX:
+            return k - 1
+    return end
+
+
+def plan_stages(levels: tuple[Level, ...], block: Shape3, chunk: Shape3,
+                cap: bool = True) -> tuple[Stage, ...]:
+    """Split the pyramid into stages (see module docstring). ``cap=False`` is the rule of
+    outputs written before the file-count cap (:func:`_capped_end`), which ``verify``
+    falls back to when an output's recorded shards say so."""
+    stages = [Stage(None, 0, _capped_end(levels, 0, block, chunk, cap), block)]
     while stages[-1].last < len(levels) - 1:
         src = stages[-1].last
         first = src + 1
-        stages.append(Stage(src, first, cascade_end(levels, first, block, chunk), block))
+        stages.append(Stage(src, first, _capped_end(levels, first, block, chunk, cap), block))
     return tuple(stages)
 
 

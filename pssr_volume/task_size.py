@@ -1,5 +1,10 @@
 """How big a block task is by default: by the device it runs on and the network's cost.
 
+On a CPU the default is 2 sections, thickened (doubling, up to :data:`CPU_MAX_Z`) only where a
+volume would otherwise need more than :data:`MAX_BLOCKS` blocks: each block task writes one
+file per level it writes, and a 1 Tvoxel volume in 2-section blocks would need 512,000 of them
+per level (8 sections: 128,000; docs/PERFORMANCE.md).
+
 A task has a fixed cost in the driver and the scheduler (milliseconds: submitting, tracking,
 journaling) next to its work. On a CPU the default block, 2 x 4096 x 4096 output voxels, is
 seconds to minutes of network time, so that cost is negligible. On a GPU the same block takes
@@ -26,6 +31,19 @@ CPU_BLOCK_Z = 2
 GPU_TASK_SECONDS = 1.0
 GPU_Z_STEP = 8
 GPU_MAX_Z = 128
+MAX_BLOCKS = 150_000
+CPU_MAX_Z = 64
+
+
+def cpu_block_sections(in_shape: tuple[int, int, int], scale: int, yx: int) -> int:
+    """Sections per CPU block task: :data:`CPU_BLOCK_Z`, doubled while the volume would
+    need more than :data:`MAX_BLOCKS` blocks of ``yx`` output voxels a side."""
+    nz, ny, nx = in_shape
+    per_section = math.ceil(ny * scale / yx) * math.ceil(nx * scale / yx)
+    z = CPU_BLOCK_Z
+    while z < CPU_MAX_Z and math.ceil(nz / z) * per_section > MAX_BLOCKS:
+        z *= 2
+    return z
 
 
 def gpu_block_sections(gflop_per_out_mpx: float, yx: int, gpu: Gpu) -> int:

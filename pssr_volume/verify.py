@@ -49,6 +49,7 @@ from pssr_volume.pyramid import (
     cumulative,
     parent_region,
     plan_stages,
+    shard_shapes,
 )
 from pssr_volume.tasks import block_key, pyramid_key
 
@@ -237,7 +238,13 @@ class TaskMap:
             bz, by, bx = (int(n) for n in settings["block_shape"])
             cz, cy, cx = (int(n) for n in settings["chunk_shape"])
             lv = tuple(levels)
-            return cls(lv, plan_stages(lv, (bz, by, bx), (cz, cy, cx)))
+            block, chunk = (bz, by, bx), (cz, cy, cx)
+            stages = plan_stages(lv, block, chunk)
+            recorded = settings.get("shard_shapes")
+            asked = None if not recorded or recorded[0] == list(block) else tuple(recorded[0])
+            if recorded and [list(s) for s in shard_shapes(lv, stages, chunk, asked)] != recorded:
+                stages = plan_stages(lv, block, chunk, cap=False)  # written before the cap
+            return cls(lv, stages)
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
             return None
 

@@ -16,6 +16,7 @@ from pssr_volume.device import gpu_count
 from pssr_volume.estimate import estimate
 from pssr_volume.gpus import GPUS, gpu_named
 from pssr_volume.plan import make_plan, model_cost
+from pssr_volume.pyramid import cumulative
 from pssr_volume.task_size import GPU_TASK_SECONDS, GPU_Z_STEP, gpu_block_sections
 
 no_gpu = pytest.mark.skipif(gpu_count() > 0, reason="checks the refusal on a machine without GPU")
@@ -59,13 +60,34 @@ def test_dry_run_plans_for_cuda_without_a_gpu_and_a_real_run_is_refused(tmp_path
     assert code == 2 and "unknown GPU" in err and err.count("\n") == 1
 
 
-def test_the_teravoxel_gpu_plan_has_at_most_64000_tasks_and_300000_files(tmp_path):
-    """The issue's example: 1000 x 32768 x 32768 uint8 at 30 x 8 x 8 nm (an empty array:
-    only its metadata is written)."""
-    path = tmp_path / "tvox.zarr"
+@pytest.fixture(scope="module")
+def teravoxel(tmp_path_factory) -> str:
+    """The issue's example: 1000 x 32768 x 32768 uint8 (an empty array: metadata only)."""
+    path = tmp_path_factory.mktemp("tvox") / "tvox.zarr"
     zarr.create_array(str(path), shape=(1000, 32768, 32768), chunks=(1, 1024, 1024),
                       dtype="uint8", fill_value=0)
-    cfg = RunConfig(input=str(path), output=str(tmp_path / "o.ome.zarr"), dry_run=True,
+    return str(path)
+
+
+def test_the_teravoxel_cpu_plan_has_at_most_300000_files_with_one_writer_per_shard(
+        tmp_path, teravoxel):
+    cfg = RunConfig(input=teravoxel, output=str(tmp_path / "o.ome.zarr"), dry_run=True,
+                    device="cpu", voxel_size=(30.0, 8.0, 8.0), cluster="sync")
+    plan = make_plan(cfg)
+    est = estimate(plan)
+    assert plan.job.grid.block == (8, 4096, 4096)  # thickened from 2: 512,000 blocks is too many
+    assert est.files <= 300_000
+    # every level's shard is the region one task of its stage writes there (one writer)
+    for st in plan.job.stages:
+        for k in range(st.first, st.last + 1):
+            f = cumulative(plan.job.levels, st.first, k)
+            assert plan.layout.shards[k] == tuple(t // ff for t, ff in zip(st.task, f))
+    # levels past the block tasks' first two go to later stages of fewer, larger tasks
+    assert plan.job.stages[0].last == 1 and plan.job.stages[1].first == 2
+
+
+def test_the_teravoxel_gpu_plan_has_at_most_64000_tasks_and_300000_files(tmp_path, teravoxel):
+    cfg = RunConfig(input=teravoxel, output=str(tmp_path / "o.ome.zarr"), dry_run=True,
                     device="cuda", voxel_size=(30.0, 8.0, 8.0), cluster="sync")
     plan = make_plan(cfg)
     est = estimate(plan)
