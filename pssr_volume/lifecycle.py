@@ -23,7 +23,10 @@ what a dry run may look at) is written only here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+
+import numpy as np
 
 from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
 from pssr_volume.config import JobConfig
@@ -85,6 +88,8 @@ def drive(config: JobConfig, make_plan: Callable[[ClusterSpec], Plan], log: Log 
     cluster = check_cluster(config)  # profile, GPU, SLURM: fail before any work
     plan = make_plan(cluster)
     _check_size(plan)
+    for line in _chunk_warning(plan):
+        log(line)
     if config.dry_run:
         state = _state_for_dry_run(config, plan)
         for line in [*map(note_line, plan.notes), *plan.summary, *dry_run_lines(plan),
@@ -134,6 +139,24 @@ def _check_size(plan: Plan) -> None:
         part = ", or --roi for a part of the volume" if plan.command == "run" else ""
         raise PssrError(f"{plan.command} would need {tasks:,} tasks for an output of {shape} "
                         f"voxels (at most {MAX_TASKS:,}); use a larger --block-shape{part}")
+
+
+SMALL_CHUNK_BYTES = 64 << 10  # a chunk is a codec call, a shard index entry or a file
+MANY_CHUNKS = 10_000  # ... and a small output of small chunks is no harm
+
+
+def _chunk_warning(plan: Plan) -> list[str]:
+    """A warning for chunks so small that the output is mostly overhead (one file each
+    without shards: NGFF 0.4)."""
+    chunk = plan.layout.chunk
+    size = math.prod(chunk) * np.dtype(plan.layout.dtype).itemsize
+    level0 = math.prod(math.ceil(n / c) for n, c in zip(plan.job.levels[0].shape, chunk))
+    if size >= SMALL_CHUNK_BYTES or level0 <= MANY_CHUNKS:
+        return []
+    where = "files" if plan.layout.shards is None else "shard index entries"
+    return [f"warning: chunks of {size:,} bytes ({'x'.join(map(str, chunk))}): {level0:,} "
+            f"{where} at level 0 alone, each with its own overhead; use a --chunk-shape of at "
+            f"least {SMALL_CHUNK_BYTES >> 10} KiB (the default is up to 8,256,256)"]
 
 
 def _check(config: JobConfig, plan: Plan) -> bool:

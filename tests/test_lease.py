@@ -90,10 +90,14 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
     assert not out.exists()
 
 
-def test_resume_of_a_new_output_starts_it(tmp_path, volume, cli):
+def test_resume_of_a_missing_output_is_refused_and_a_new_run_starts_it(tmp_path, volume, cli):
+    """A typo in the output path of a --resume must not start a second output (issue 23)."""
     inp, args, reference = volume
     out = tmp_path / "new.ome.zarr"
     code, _, err = cli("run", inp, out, *args, "--resume", "--no-progress")
+    assert code == 2 and "nothing to resume" in err and err.count("\n") == 1, err
+    assert not out.exists()
+    code, _, err = cli("run", inp, out, *args, "--no-progress")
     assert code == 0, err
     assert levels(out) == reference
 

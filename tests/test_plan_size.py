@@ -52,3 +52,16 @@ def test_the_driver_counts_finished_blocks_from_the_journal(tmp_path, models):
     journal.mark("block 9.9.9")  # not a block of this grid
     journal.mark("level 1 0.0.0")
     assert _blocks_done(job, journal.done()) == len(keys)
+
+
+def test_tiny_chunks_warn_and_a_thousand_local_workers_are_refused(tmp_path, cli):
+    inp = write_tiff(tmp_path / "in.tif", em_like((4, 64, 64)))
+    out = tmp_path / "o.ome.zarr"
+    code, _, err = cli("convert", inp, out, "--chunk-shape", "1,1,1", "--ngff-version", "0.4",
+                       "--dry-run", "--cluster", "sync")
+    assert code == 0 and "warning: chunks of 1 bytes (1x1x1): 16,384 files at level 0" in err
+    code, _, err = cli("convert", inp, out, "--dry-run", "--cluster", "sync")
+    assert code == 0 and "warning: chunks" not in err  # the default chunks
+    code, _, err = cli("convert", inp, out, "--workers", "1000", "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "--workers 1000" in err
+    assert "worker processes per core" in err and not out.exists()

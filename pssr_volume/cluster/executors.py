@@ -184,6 +184,9 @@ class ClusterSpec:
     gpu: str | None = None
 
 
+MAX_WORKERS_PER_CORE = 4  # local worker processes: more only compete for the same cores
+
+
 def _require_gpu(what: str) -> None:
     if gpu_count() == 0:
         raise PssrError(f"{what} needs a CUDA GPU, and none is visible here "
@@ -244,6 +247,11 @@ def check_cluster(config: ExecutionConfig) -> ClusterSpec:
     device = choose_device(device, cluster)
     if cluster == "local":
         cores = os.cpu_count() or 1
+        if workers is not None and workers > MAX_WORKERS_PER_CORE * cores:
+            raise PssrError(f"--workers {workers}: this machine has {cores} core(s), and a local "
+                            f"cluster starts at most {MAX_WORKERS_PER_CORE} worker processes per "
+                            "core (each loads the model and takes memory); use --cluster slurm "
+                            "or tcp://HOST:PORT to spread a run over more machines")
         workers = workers or (1 if device == "cuda" else max(1, min(4, cores)))
         threads = max(1, cores // workers)
     elif cluster == "sync":

@@ -30,7 +30,7 @@ def network_timeout() -> float:
     connection) before a request fails: ``PSSR_VOLUME_NETWORK_TIMEOUT``, default 10.
 
     A read that still receives data never times out, however long it takes; a silent
-    endpoint fails in about this time (S3, HTTP; GCS after gcsfs's own retries)."""
+    endpoint fails in about this time (S3, HTTP; GCS in about twice it: two tries)."""
     text = os.environ.get(TIMEOUT_ENV, "").strip()
     if not text:
         return DEFAULT_TIMEOUT_S
@@ -45,7 +45,7 @@ def network_timeout() -> float:
 
 def storage_options(url: str) -> dict[str, Any]:
     """fsspec options for the file system of ``url``: no listing cache (other processes
-    write), short connect and read timeouts and few retries (gcsfs's are fixed: six)."""
+    write), short connect and read timeouts and few retries (gcsfs: :data:`GCS_TRIES`)."""
     scheme = split(url)[0]
     timeout = network_timeout()
     connect = min(CONNECT_TIMEOUT_S, timeout)
@@ -80,13 +80,33 @@ def _filesystem(scheme: str, environment: tuple[str | None, ...]) -> Any:
         # since gcsfs 2026 (experimental zonal-bucket support) first asks the gRPC control
         # API for each bucket's layout and does not remember a failure: a minute per
         # request against an emulator, or without the permission to ask
-        from gcsfs.core import GCSFileSystem
-
-        return GCSFileSystem(skip_instance_cache=True, **storage_options(f"{scheme}://x"))
+        return _quick_gcs()(skip_instance_cache=True, **storage_options(f"{scheme}://x"))
     fs = fsspec.filesystem(scheme, skip_instance_cache=True, **storage_options(f"{scheme}://x"))
     if scheme == "s3":
         fs.retries = 1  # s3fs's own tries around botocore's two (5 by default): fail sooner
     return fs
+
+
+GCS_TRIES = 2  # gcsfs's are six, with 1 to 16 s of back-off between them
+
+
+@functools.cache
+def _quick_gcs() -> Any:
+    """gcsfs's file system with :data:`GCS_TRIES` tries a request instead of six (a silent
+    endpoint took ~100 s: six read timeouts plus ~31 s of back-off; now about two timeouts),
+    and its "out of retries" tracebacks kept off the terminal: the failure is reported in
+    one line by :func:`remote_errors`."""
+    import logging
+
+    from gcsfs.core import GCSFileSystem
+    from gcsfs.retry import retry_request
+
+    logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
+
+    class QuickGCSFileSystem(GCSFileSystem):
+        _request = retry_request(retries=GCS_TRIES)(GCSFileSystem._request.__wrapped__)
+
+    return QuickGCSFileSystem
 
 
 _ENVIRONMENT = (TIMEOUT_ENV, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
