@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +165,29 @@ def check_journal_round_trip(out: str) -> None:
     assert journal.done() == {"block 0 0 1"}
     journal.remove()
     assert journal.done() == set() and not objects.names(f"{out}/.pssr-volume")
+
+
+CLI = str(Path(sys.executable).with_name("pssr-volume"))
+
+
+def start(*args: object, cwd: Path, env: dict[str, str] | None = None
+          ) -> tuple[subprocess.Popen[str], float]:
+    """Start ``pssr-volume ARGS`` as a process (so that a hang cannot hang the tests), with
+    ``env`` added to the environment."""
+    proc = subprocess.Popen([CLI, *map(str, args)], cwd=cwd, text=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+    return proc, time.monotonic()
+
+
+def finish(started: tuple[subprocess.Popen[str], float], timeout: float) -> tuple[int, str, float]:
+    """Exit status, stderr and seconds of a started process; fail (killing it) after
+    ``timeout`` s."""
+    proc, t0 = started
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"pssr-volume {proc.args[1:]} still running after {timeout} s")
+    return proc.returncode, err, time.monotonic() - t0

@@ -8,43 +8,24 @@ import http.server
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import zarr
-from conftest import digest, em_like, write_tiff
+from conftest import digest, em_like, finish, start, write_tiff
 
 from pssr_volume.errors import PssrError, RunFailed
 from pssr_volume.evaluate import without_resume_hint
 from pssr_volume.io.inputs import open_input
 
-CLI = str(Path(sys.executable).with_name("pssr-volume"))
 fifos = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 
 
-def start(*args: object, cwd: Path) -> tuple[subprocess.Popen[str], float]:
-    """Start ``pssr-volume ARGS`` as a process (so that a hang cannot hang the tests)."""
-    proc = subprocess.Popen([CLI, *map(str, args)], cwd=cwd, text=True, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return proc, time.monotonic()
 
 
-def finish(started: tuple[subprocess.Popen[str], float], timeout: float) -> tuple[int, str, float]:
-    """Exit status, stderr and seconds of a started process; kill it after `timeout`."""
-    proc, t0 = started
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail(f"pssr-volume {proc.args[1:]} still running after {timeout} s")
-    return proc.returncode, err, time.monotonic() - t0
 
 
 def one_line(err: str) -> str:

@@ -20,30 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import em_like, write_tiff
-
-CLI = str(Path(sys.executable).with_name("pssr-volume"))
-
-
-def start(*args: object, cwd: Path, env: dict[str, str] | None = None
-          ) -> tuple[subprocess.Popen[str], float]:
-    """``pssr-volume ARGS`` as a process (a hang cannot hang the tests)."""
-    proc = subprocess.Popen([CLI, *map(str, args)], cwd=cwd, text=True, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})
-    return proc, time.monotonic()
-
-
-def finish(started: tuple[subprocess.Popen[str], float], timeout: float) -> tuple[int, str, float]:
-    """Exit status, stderr and seconds of a started process; fail after ``timeout`` s."""
-    proc, t0 = started
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail(f"pssr-volume {proc.args[1:]} still running after {timeout} s")
-    return proc.returncode, err, time.monotonic() - t0
+from conftest import CLI, em_like, finish, start, write_tiff
 
 
 def error_line(code: int, err: str, expected: int = 2) -> str:
