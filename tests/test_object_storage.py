@@ -338,3 +338,20 @@ def test_gs_routing():
     assert (spec["driver"], spec["bucket"], spec["path"]) == ("gcs", "bucket", "a/b/")
     assert spec["context"]["gcs_request_retries"]["max_retries"] == 5
     assert kvstore_spec("https://h/x.zarr")["base_url"] == "https://h/x.zarr/"
+
+
+def test_two_worker_processes_write_one_s3_output_equal_to_the_local_run(tmp_path, models, s3,
+                                                                         cli):
+    """Shards and journal objects written to S3 by two worker processes of a real
+    LocalCluster at once (issue 25): the same bytes as an in-process local run."""
+    inp = write_tiff(tmp_path / "in.tif", em_like((4, 40, 50), seed=5))
+    args = ["--model", models["pointwise"], "--block-shape", "1,64,64", "--chunk-shape",
+            "1,32,32", "--levels", "2", "--voxel-size", "50,18.4,18.4", "--no-progress"]
+    err = ok(cli, "run", inp, f"{s3}/two.ome.zarr", *args, "--cluster", "local", "--workers",
+             "2")
+    assert "cluster local: 2 worker(s)" in err and "done: 48 block(s) restored" in err
+    ok(cli, "run", inp, tmp_path / "one.ome.zarr", *args, "--cluster", "sync")
+    assert level_bytes(f"{s3}/two.ome.zarr") == level_bytes(tmp_path / "one.ome.zarr")
+    assert not [k for k in keys(f"{s3}/two.ome.zarr") if k.startswith(".pssr-volume")]
+    _, out, err = cli("verify", f"{s3}/two.ome.zarr")
+    assert "no damage" in out, err
