@@ -237,3 +237,20 @@ def test_missing_gs_inputs_and_an_unreachable_emulator_are_one_line(
     assert line.startswith(f"Error: cannot reach {gs}/o.ome.zarr"), line
     assert time.monotonic() - started < 60
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_two_worker_processes_write_one_gs_output_equal_to_the_local_run(tmp_path, models, gs,
+                                                                         cli):
+    """Shards and journal objects written to GCS by two worker processes of a real
+    LocalCluster at once (issue 25)."""
+    inp = write_tiff(tmp_path / "in.tif", em_like((4, 40, 50), seed=5))
+    args = ["--model", models["pointwise"], "--block-shape", "1,64,64", "--chunk-shape",
+            "1,32,32", "--levels", "2", "--voxel-size", "50,18.4,18.4", "--no-progress"]
+    out = f"{gs}/two.ome.zarr"
+    err = ok(cli, "run", inp, out, *args, "--cluster", "local", "--workers", "2")
+    assert "cluster local: 2 worker(s)" in err and "done: 48 block(s) restored" in err
+    ok(cli, "run", inp, tmp_path / "one.ome.zarr", *args, "--cluster", "sync")
+    assert level_bytes(out) == level_bytes(tmp_path / "one.ome.zarr")
+    assert not [k for k in keys(out) if k.startswith(".pssr-volume")]
+    _, report, err = cli("verify", out)
+    assert "no damage" in report, err
