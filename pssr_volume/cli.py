@@ -54,7 +54,7 @@ def cli() -> None:
 @cli.command(short_help="Restore a volume blockwise into multiscale OME-Zarr.")
 @click.argument("input")
 @click.argument("output")
-@click.option("--model", type=click.Path(path_type=Path), default=None,
+@click.option("--model", default=None,
               help="Model file (.safetensors) or bundled model name (pssr-volume info "
                    "--models lists them). Default: pssr-em-x4.")
 @click.option("--cluster", default=default(RunConfig, "cluster"), show_default=True,

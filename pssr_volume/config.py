@@ -233,6 +233,14 @@ class RunConfig(JobConfig):
     nan_value: float | None = None
     noise: tuple[float, float] | None = None  # (a, b) of var = a + b I; None: estimated
     force: bool = False  # run a multi-section model on sections further apart than it knows
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _named_model(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("it is empty; give a model file or a bundled model name "
+                             "(pssr-volume info --models lists them)")
+        return v
     consistency_map: bool = False  # also write each block's data-consistency figure
     gpu: str | None = None  # the GPU model a cuda run is planned for (pssr_volume.gpus)
 

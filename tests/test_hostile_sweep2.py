@@ -387,3 +387,10 @@ def test_a_one_voxel_tiff_is_read_as_one_voxel(tmp_path, cli):
                      photometric="minisblack")  # tifffile calls its axes 'XYX'
     code, out, err = cli("info", tmp_path / "one.tif")
     assert code == 0 and "(z, y, x) = (1, 1, 1)" in out, err
+
+
+def test_an_empty_model_name_is_named_as_empty(tmp_path, cli):
+    inp = write_tiff(tmp_path / "vol.tif", em_like((2, 16, 16)))
+    code, _, err = cli("run", inp, tmp_path / "o.ome.zarr", "--model", "", "--dry-run")
+    line = error_line(code, err)
+    assert "--model: it is empty" in line and "model not found: ." not in line
