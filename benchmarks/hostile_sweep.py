@@ -56,6 +56,8 @@ def make_inputs(d: Path) -> dict[str, int]:
                      metadata={"spacing": 50.0, "unit": "nm", "axes": "ZYX"})
     tifffile.imwrite(d / "tiny.tif", vol[:2, :3, :3], imagej=True, metadata={"axes": "ZYX"})
     tifffile.imwrite(d / "f64.tif", rng.random((2, 32, 32)), photometric="minisblack")
+    zarr.create_array(str(d / "huge.zarr"), shape=(10**6,) * 3, chunks=(64, 1024, 1024),
+                      dtype="uint8", fill_value=0)  # metadata only
     tifffile.imwrite(d / "mask.tif", vol > 128)
     zarr.open_array(d / "mask.zarr", mode="w", shape=vol.shape, dtype=bool)[:] = vol > 128
     (d / "garbage.tif").write_bytes(b"II*\x00" + b"\xff" * 100)
@@ -288,6 +290,16 @@ def _second_sweep(ports: dict[str, int], read_only: bool) -> list[Case]:
          {}),
         ("femtometer axes (info)", ["info", "units.ome.zarr"], 0, {}),
         ("empty --model", ["run", "vol.tif", out, "--model", "", *sync], 2, {}),
+        ("silent GCS endpoint (info)", ["info", "gs://b/img.ome.zarr"], 2,
+         {"STORAGE_EMULATOR_HOST": silent}),
+        ("silent GCS endpoint (run output)", ["run", "vol.tif", "gs://b/o.ome.zarr", *sync], 2,
+         {"STORAGE_EMULATOR_HOST": silent}),
+        ("1,1,1 chunks, NGFF 0.4 (convert dry run)", ["convert", "vol.tif", out, "--chunk-shape",
+         "1,1,1", "--ngff-version", "0.4", "--dry-run", *sync], 0, {}),
+        ("--workers 1000 (run)", ["run", "vol.tif", out, "--workers", "1000", "--no-progress"],
+         2, {}),
+        ("absurd shape 10^6 cubed (run --dry-run)", ["run", "huge.zarr", out, "--voxel-size",
+         "30,8,8", "--dry-run", *sync], 2, {}),
     ]
     if read_only:
         found += [("read-only mount (run)", ["run", "vol.tif", "ro/o.ome.zarr", *sync], 2, {}),
