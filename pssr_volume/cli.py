@@ -7,11 +7,10 @@ Every user error ends as one line on stderr (``Error: ...``) and exit status
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -34,10 +33,6 @@ from pssr_volume.config import (
     RunConfig,
     TrainConfig,
 )
-from pssr_volume.errors import PssrError
-
-if TYPE_CHECKING:
-    from pssr_volume.engine import RunStats
 
 
 def _echo(line: str) -> None:
@@ -120,40 +115,13 @@ def run(verify: bool, **kwargs: Any) -> None:
     config = RunConfig(**kwargs)  # flags are checked before the heavy imports (torch, dask)
     check_early(config)
     from pssr_volume.run import run as run_restore
+    from pssr_volume.run import run_summary
 
     stats = run_restore(config, log=_echo, verify=verify)
     if config.dry_run:
         _echo("dry run: nothing was written")
         return
     _echo(run_summary(stats))
-
-
-def _levels(first: int, last: int) -> str:
-    return f"level {first}" if first == last else f"levels {first}-{last}"
-
-
-def run_summary(stats: RunStats) -> str:
-    """The ``done:`` line of a run: blocks, where each pyramid level was written (inside the
-    block tasks, or by later pyramid tasks that read the level below back), and the time:
-    the start-up (until the first finished task began its own work: workers, imports,
-    scheduling) apart, and the output rate over the rest."""
-    parts = [f"done: {stats.blocks_done} block(s) restored, {stats.blocks_skipped} already done"]
-    top, inside = stats.levels - 1, stats.block_levels
-    if top > 0:
-        pyramid = (f"pyramid {_levels(1, inside)} written in the block tasks" if inside
-                   else "pyramid")
-        if top > inside:
-            pyramid += (f"{',' if inside else ''} {_levels(inside + 1, top)} by "
-                        f"{stats.pyramid_tasks} later pyramid task(s)")
-        parts.append(pyramid)
-    if stats.startup_seconds is None:  # no task ran
-        parts.append(f"{stats.seconds:.1f} s")
-    else:
-        work = stats.seconds - stats.startup_seconds
-        rate = stats.voxels_written / 1e6 / work if work > 0 else 0.0
-        parts.append(f"{stats.seconds:.1f} s: {stats.startup_seconds:.1f} s start-up, then "
-                     f"{rate:.2f} output Mvoxel/s")
-    return "; ".join(parts)
 
 
 @cli.command(short_help="Train a model on high-resolution volumes, crappified on the fly.")
@@ -369,39 +337,10 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
     output also its status, model, noise, blending, input and time), a model file or
     bundled model name (network, default halo, training, validation scores); with no
     PATH, or --models, list the bundled models. --json prints the full record."""
-    from pssr_volume.bundled import BUNDLED, bundled_rows, describe_row
-    from pssr_volume.io.inputs import input_location
+    from pssr_volume.info import info_lines
 
-    if path is None or list_models:
-        rows = bundled_rows()
-        click.echo(json.dumps(rows, indent=2) if as_json else
-                   "\n".join(map(describe_row, rows)))
-        return
-    path = cli_path(str(path))
-    if isinstance(path, Path) and (path.suffix == ".safetensors"
-                                   or (str(path) in BUNDLED and not path.exists())):
-        from pssr_volume.bundled import resolve_model
-        from pssr_volume.model_header import read_config
-
-        model = resolve_model(path)
-        read_config(model)  # a damaged header fails before torch loads
-        from pssr_volume.io.info import format_model
-        from pssr_volume.model import describe, model_info
-
-        desc = describe(model_info(model), full=True)
-        click.echo(json.dumps(desc, indent=2) if as_json else
-                   "\n".join(format_model(desc, str(model))))
-        return
-    location = input_location(path)
-    if isinstance(location, Path) and not location.exists():
-        raise PssrError(f"not found: {path}")
-    from pssr_volume.io.info import format_info, volume_info
-
-    details = volume_info(path)
-    if as_json:
-        click.echo(json.dumps(details, indent=2))
-        return
-    for line in format_info(details):
+    where = None if path is None or list_models else cli_path(str(path))
+    for line in info_lines(where, list_models, as_json):
         click.echo(line)
 
 

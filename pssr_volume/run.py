@@ -90,3 +90,31 @@ def validation_ratio(model: ModelConfig) -> float | None:
     file records one (``metrics.consistency.max_ratio``: benchmarks/consistency_check.py)."""
     value = (model.metrics.get("consistency") or {}).get("max_ratio")
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _levels(first: int, last: int) -> str:
+    return f"level {first}" if first == last else f"levels {first}-{last}"
+
+
+def run_summary(stats: RunStats) -> str:
+    """The ``done:`` line of a run: blocks, where each pyramid level was written (inside the
+    block tasks, or by later pyramid tasks that read the level below back), and the time:
+    the start-up (until the first finished task began its own work: workers, imports,
+    scheduling) apart, and the output rate over the rest."""
+    parts = [f"done: {stats.blocks_done} block(s) restored, {stats.blocks_skipped} already done"]
+    top, inside = stats.levels - 1, stats.block_levels
+    if top > 0:
+        pyramid = (f"pyramid {_levels(1, inside)} written in the block tasks" if inside
+                   else "pyramid")
+        if top > inside:
+            pyramid += (f"{',' if inside else ''} {_levels(inside + 1, top)} by "
+                        f"{stats.pyramid_tasks} later pyramid task(s)")
+        parts.append(pyramid)
+    if stats.startup_seconds is None:  # no task ran
+        parts.append(f"{stats.seconds:.1f} s")
+    else:
+        work = stats.seconds - stats.startup_seconds
+        rate = stats.voxels_written / 1e6 / work if work > 0 else 0.0
+        parts.append(f"{stats.seconds:.1f} s: {stats.startup_seconds:.1f} s start-up, then "
+                     f"{rate:.2f} output Mvoxel/s")
+    return "; ".join(parts)

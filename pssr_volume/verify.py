@@ -23,12 +23,14 @@ those tasks wrote, so the resume rewrites exactly them (:func:`verify_for_resume
 
 from __future__ import annotations
 
+__all__ = ["Damage", "DamageFound", "TaskMap", "VerifyReport", "verify", "verify_for_resume",
+           "verify_output"]
+
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pssr_volume.errors import PssrError, RunFailed
 from pssr_volume.io import stores
@@ -42,18 +44,8 @@ from pssr_volume.io.ome_zarr import (
     storage_of,
 )
 from pssr_volume.io.stores import Location
-from pssr_volume.pyramid import (
-    Level,
-    Stage,
-    child_region,
-    cumulative,
-    parent_region,
-    plan_stages,
-    shard_shapes,
-)
-from pssr_volume.tasks import block_key, pyramid_key
+from pssr_volume.task_map import Box, TaskMap, unit_box, unit_ranges
 
-Box = tuple[tuple[int, int], ...]
 READ_VOXELS = 16 << 20  # voxels per read: 16 MiB of uint8, 64 MiB of float32
 
 
@@ -111,14 +103,6 @@ def _short(error: str) -> str:
     return text if len(text) <= 240 else text[:237] + "..."
 
 
-def _grid(shape: Sequence[int], unit: Sequence[int]) -> list[range]:
-    return [range(math.ceil(n / u)) for n, u in zip(shape, unit)]
-
-
-def _box(index: Sequence[int], unit: Sequence[int], shape: Sequence[int]) -> Box:
-    return tuple((i * u, min((i + 1) * u, n)) for i, u, n in zip(index, unit, shape))
-
-
 def _read_shape(layout: LevelLayout) -> tuple[int, ...]:
     """Whole files per read, growing x, then y, then z, within :data:`READ_VOXELS`."""
     shape = list(layout.unit)
@@ -139,15 +123,15 @@ def _check_level(output: Location, layout: LevelLayout, expected: Callable[[Box]
                  report: Callable[[Damage], None]) -> tuple[int, int]:
     """Check one level; returns (chunks, files)."""
     unit, shape = layout.unit, layout.shape
-    counts = [len(r) for r in _grid(shape, unit)]
+    counts = [len(r) for r in unit_ranges(shape, unit)]
     folders = _folders(output, layout, counts, report)
     read = _read_shape(layout)
     per = [r // u for r, u in zip(read, unit)]
-    for region_index in itertools.product(*_grid(counts, per)):
+    for region_index in itertools.product(*unit_ranges(counts, per)):
         units = list(_units(region_index, per, counts))
-        modes = [expected(_box(u, unit, shape)) for u in units]
+        modes = [expected(unit_box(u, unit, shape)) for u in units]
         if all(modes) or not any(modes):  # one read for the region (read = per * unit)
-            box = _box(region_index, read, shape)
+            box = unit_box(region_index, read, shape)
             if check_region(output, layout.level, box, modes[0]) is None:
                 continue
         for u, strict in zip(units, modes):
@@ -168,7 +152,7 @@ def _folders(output: Location, layout: LevelLayout, counts: Sequence[int],
         name = f"{layout.level}/{layout.file(index)}"
         path = stores.child(output, name)
         if isinstance(path, Path) and path.is_dir() and not path.is_symlink():
-            box = _box(index, layout.unit, layout.shape)
+            box = unit_box(index, layout.unit, layout.shape)
             chunks = math.prod(math.ceil((b - a) / c) for (a, b), c in zip(box, layout.chunk))
             report(Damage(layout.level, "damaged", "shard" if layout.shard else "chunk", index,
                           box, name, chunks, "a folder, not a file"))
@@ -178,7 +162,7 @@ def _folders(output: Location, layout: LevelLayout, counts: Sequence[int],
 
 def _check_unit(output: Location, layout: LevelLayout, index: tuple[int, ...], strict: bool,
                 report: Callable[[Damage], None]) -> None:
-    box = _box(index, layout.unit, layout.shape)
+    box = unit_box(index, layout.unit, layout.shape)
     error = check_region(output, layout.level, box, strict)
     if error is None:
         return
@@ -208,119 +192,6 @@ def _check_unit(output: Location, layout: LevelLayout, index: tuple[int, ...], s
     else:
         for d in bad:
             report(d)
-
-
-# --------------------------------------------------------------------------- tasks
-
-
-@dataclass(frozen=True)
-class TaskMap:
-    """Which task of a run wrote which region of which level (the engine's task layout:
-    block tasks write levels ``0..stages[0].last``, each later stage's tasks the levels of
-    their stage), and the journal key of each."""
-
-    levels: tuple[Level, ...]
-    stages: tuple[Stage, ...]
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> TaskMap | None:
-        """Rebuild the task layout from an output's recorded settings (``None`` if they
-        lack what it needs)."""
-        try:
-            levels: list[Level] = []
-            for d in settings["levels"]:
-                z, y, x = (float(v) for v in d["voxel_size_nm"])
-                pz, py, px = levels[-1].voxel_size if levels else (z, y, x)
-                nz, ny, nx = (int(n) for n in d["shape"])
-                levels.append(Level(str(d["path"]), (nz, ny, nx), (z, y, x),
-                                    (max(1, round(z / pz)), max(1, round(y / py)),
-                                     max(1, round(x / px)))))
-            bz, by, bx = (int(n) for n in settings["block_shape"])
-            cz, cy, cx = (int(n) for n in settings["chunk_shape"])
-            lv = tuple(levels)
-            block, chunk = (bz, by, bx), (cz, cy, cx)
-            stages = plan_stages(lv, block, chunk)
-            recorded = settings.get("shard_shapes")
-            asked = None if not recorded or recorded[0] == list(block) else tuple(recorded[0])
-            if recorded and [list(s) for s in shard_shapes(lv, stages, chunk, asked)] != recorded:
-                stages = plan_stages(lv, block, chunk, cap=False)  # written before the cap
-            return cls(lv, stages)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            return None
-
-    def level_index(self, name: str) -> int:
-        return next(i for i, lv in enumerate(self.levels) if lv.path == name)
-
-    def _stage_of(self, k: int) -> int:
-        return next(s for s, st in enumerate(self.stages) if st.first <= k <= st.last)
-
-    def _tile(self, s: int, k: int) -> tuple[int, ...]:
-        st = self.stages[s]
-        f = cumulative(self.levels, st.first, k)
-        return tuple(t // ff for t, ff in zip(st.task, f))
-
-    def _key(self, s: int, index: tuple[int, ...]) -> str:
-        if s == 0:
-            return block_key((index[0], index[1], index[2]))
-        st = self.stages[s]
-        return pyramid_key(st.first, _box(index, st.task, self.levels[st.first].shape))
-
-    def _regions(self, s: int, index: tuple[int, ...]) -> dict[int, Box]:
-        st = self.stages[s]
-        region = _box(index, st.task, self.levels[st.first].shape)
-        out = {st.first: region}
-        for k in range(st.first + 1, st.last + 1):
-            region = child_region(region, self.levels[k].factors, self.levels[k].shape)
-            out[k] = region
-        return out
-
-    def _indices(self, s: int) -> Iterator[tuple[int, ...]]:
-        st = self.stages[s]
-        return itertools.product(*_grid(self.levels[st.first].shape, st.task))
-
-    def owner(self, k: int, box: Box) -> str:
-        """The journal key of the task that writes ``box`` (inside one task's region)."""
-        s = self._stage_of(k)
-        return self._key(s, tuple(a // t for (a, _), t in zip(box, self._tile(s, k))))
-
-    def all_keys(self) -> set[str]:
-        """Every task's key: what a finished output's journal would hold."""
-        return {self._key(s, i) for s in range(len(self.stages)) for i in self._indices(s)}
-
-    def redo(self, damaged: Sequence[tuple[int, Box]]) -> set[str]:
-        """Keys of the tasks that wrote the damaged ``(level, box)`` regions, and of every
-        later pyramid task that reads what those tasks write."""
-        keys: set[str] = set()
-        written: dict[int, list[Box]] = {}
-
-        def add(s: int, index: tuple[int, ...]) -> None:
-            keys.add(self._key(s, index))
-            for k, region in self._regions(s, index).items():
-                written.setdefault(k, []).append(region)
-
-        for k, box in damaged:
-            s = self._stage_of(k)
-            tile = self._tile(s, k)
-            spans = [range(a // t, math.ceil(b / t)) for (a, b), t in zip(box, tile)]
-            for index in itertools.product(*spans):
-                add(s, index)
-        for s in range(1, len(self.stages)):
-            st = self.stages[s]
-            assert st.source is not None  # later stages read a level
-            f = cumulative(self.levels, st.source, st.first)
-            for index in self._indices(s):
-                region = _box(index, st.task, self.levels[st.first].shape)
-                read = parent_region(region, f, self.levels[st.source].shape)
-                if any(_overlap(read, w) for w in written.get(st.source, [])):
-                    add(s, index)
-        return keys
-
-
-def _overlap(a: Box, b: Box) -> bool:
-    return all(a0 < b1 and b0 < a1 for (a0, a1), (b0, b1) in zip(a, b))
-
-
-# --------------------------------------------------------------------------- entry points
 
 
 def verify_output(output: Location, tasks: TaskMap | None = None,

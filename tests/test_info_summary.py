@@ -10,8 +10,8 @@ import pytest
 from conftest import em_like, write_tiff
 
 from pssr_volume.cli import cli as group
-from pssr_volume.cli import run_summary
 from pssr_volume.engine import RunStats
+from pssr_volume.run import run_summary
 
 
 @pytest.fixture(scope="module")
