@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import glob
+import sys
+
+# where a GPU driver shows its devices: NVIDIA's, ROCm's (torch.cuda is HIP there), WSL's
+GPU_DEVICE_FILES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")
+
 
 def gpu_count() -> int:
-    """CUDA devices torch can see in this process (0 without a GPU or a CPU-only torch)."""
+    """CUDA devices torch can see in this process (0 without a GPU or a CPU-only torch).
+    Where no GPU driver shows a device file torch is not loaded to ask (a second and 200
+    MB: a plan on a login node needs neither)."""
+    if "torch" not in sys.modules and not any(glob.glob(p) for p in GPU_DEVICE_FILES):
+        return 0
     import torch
 
     try:

@@ -10,23 +10,21 @@ The networks themselves live in :mod:`pssr_volume.nets`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
-from torch import nn
-
+from pssr_volume.bundled import recorded_facts
 from pssr_volume.config import ModelConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.model_header import METADATA_KEY, read_config
-from pssr_volume.nets.receptive_field import receptive_field_of
-from pssr_volume.nets.registry import build
+
+if TYPE_CHECKING:  # torch loads on first use: planning a bundled model needs none of it
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,12 @@ class ModelInfo:
         The network also sees the whole tile (global self-attention): its true
         receptive field is unbounded, ``receptive_field`` is that of its
         convolutional path, and blockwise output differs from whole-image output.
+    gflop_per_out_mpx : float or None
+        The network's cost (:func:`network_cost`), where already known.
+    recorded : bool
+        These facts come from the bundled models' record for this exact file
+        (:func:`pssr_volume.bundled.recorded_facts`), measured and checked
+        (:func:`check_model`) when it was made: nothing was built or loaded here.
     """
 
     path: str
@@ -56,6 +60,8 @@ class ModelInfo:
     receptive_field: tuple[int, int]
     grid: int
     global_context: bool = False
+    gflop_per_out_mpx: float | None = None
+    recorded: bool = False
 
     @property
     def default_halo(self) -> tuple[int, int]:
@@ -84,6 +90,10 @@ MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights: far beyond any SR netwo
 def check_size(config: ModelConfig) -> None:
     """Refuse a configuration whose network would be absurdly large, before allocating it:
     the network is built on torch's ``meta`` device (shapes only, no memory)."""
+    import torch
+
+    from pssr_volume.nets.registry import build
+
     with torch.device("meta"):
         try:
             module = build(config)
@@ -100,6 +110,8 @@ def check_model(path: str | Path) -> None:
     """Load a model file's weights and run it once on a tiny input, here and now: weights
     that do not fit the architecture, or a network that gives non-finite values (NaN
     weights), are refused before any output is touched or any worker started."""
+    import torch
+
     config, module = load_model(path)
     grid = cast(int, module.downsampling)
     with torch.inference_mode():
@@ -110,18 +122,63 @@ def check_model(path: str | Path) -> None:
 
 
 def model_info(path: str | Path) -> ModelInfo:
-    """Inspect a model file: identity, configuration, receptive field and grid."""
+    """Inspect a model file: identity, configuration, receptive field and grid (a bundled
+    model's from their record, without torch; any other's measured on its network)."""
     config = read_config(path)
+    sha = file_sha256(path)
+    facts = recorded_facts(sha)
+    if facts is not None:
+        return ModelInfo(path=str(Path(path).resolve()), sha256=sha, config=config,
+                         receptive_field=(facts["receptive_field"][0],
+                                          facts["receptive_field"][1]),
+                         grid=facts["grid"], global_context=facts["global_context"],
+                         gflop_per_out_mpx=facts["gflop_per_out_mpx"], recorded=True)
+    from pssr_volume.nets.receptive_field import receptive_field_of
+    from pssr_volume.nets.registry import build
+
     check_size(config)
     module = build(config)
     return ModelInfo(
         path=str(Path(path).resolve()),
-        sha256=file_sha256(path),
+        sha256=sha,
         config=config,
         receptive_field=receptive_field_of(config.model_dump_json()),
         grid=cast(int, module.downsampling),  # every registered network declares it
         global_context=bool(getattr(module, "global_context", False)),
     )
+
+
+def network_cost(info: ModelInfo) -> float:
+    """The network's GFLOP per output megapixel: recorded, else counted on the network
+    (:func:`pssr_volume.nets.cost.gflop_per_out_mpx`)."""
+    if info.gflop_per_out_mpx is not None:
+        return info.gflop_per_out_mpx
+    return _counted_cost(info.config.model_dump_json())
+
+
+@functools.lru_cache(maxsize=32)
+def _counted_cost(config_json: str) -> float:
+    from pssr_volume.nets.cost import gflop_per_out_mpx
+    from pssr_volume.nets.registry import build
+
+    cfg = ModelConfig.model_validate_json(config_json)
+    return gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
+
+
+def measured_facts(path: str | Path) -> dict[str, Any]:
+    """What :func:`pssr_volume.bundled.recorded_facts` records of a model file, measured
+    now on its network (after :func:`check_model`): the record's entry for it."""
+    from pssr_volume.nets.receptive_field import receptive_field_of
+    from pssr_volume.nets.registry import build
+
+    check_model(path)
+    config = read_config(path)
+    check_size(config)
+    module = build(config)
+    return {"receptive_field": list(receptive_field_of(config.model_dump_json())),
+            "grid": cast(int, module.downsampling),
+            "global_context": bool(getattr(module, "global_context", False)),
+            "gflop_per_out_mpx": _counted_cost(config.model_dump_json())}
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, nn.Module]:
@@ -133,6 +190,10 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, nn.M
         If the file is missing, not a model file, names an unknown
         architecture, or its weights do not fit the architecture.
     """
+    from safetensors import SafetensorError, safe_open
+
+    from pssr_volume.nets.registry import build
+
     config = read_config(path)
     check_size(config)
     module = build(config)
@@ -148,6 +209,11 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[ModelConfig, nn.M
 
 def save_model(path: str | Path, module: nn.Module, config: ModelConfig) -> Path:
     """Write ``module``'s weights and ``config`` to a single safetensors file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pssr_volume.nets.registry import build
+
     path = Path(path)
     build(config)  # the config must describe a buildable architecture
     state = {

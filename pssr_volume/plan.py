@@ -28,10 +28,9 @@ from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
 from pssr_volume.io.stores import absolute
-from pssr_volume.model import ModelInfo, check_model, describe, model_info
+from pssr_volume.model import ModelInfo, check_model, describe, model_info, network_cost
 from pssr_volume.model_fit import check_section_spacing, pixel_size_warning
-from pssr_volume.nets.cost import gflop_per_out_mpx
-from pssr_volume.nets.registry import build
+from pssr_volume.model_header import read_config
 from pssr_volume.noise import estimate_volume_noise
 from pssr_volume.pyramid import (
     Downsampling,
@@ -103,7 +102,8 @@ class Plan:
 def _resolve_model(config: RunConfig) -> ModelInfo:
     path = resolve_model(config.model)
     info = model_info(path)
-    check_model(path)  # weights load and give finite values: fail here, not on the workers
+    if not info.recorded:  # (a bundled model's file was checked when its facts were recorded)
+        check_model(path)  # weights load and give finite values: fail here, not on the workers
     return info
 
 
@@ -112,9 +112,9 @@ def _round_up(n: int, step: int) -> int:
 
 
 def model_cost(model: ModelInfo) -> float:
-    """The network's GFLOP per output megapixel (counted on the model itself)."""
-    cfg = model.config
-    return gflop_per_out_mpx(build(cfg).eval(), cfg.in_channels, cfg.scale)
+    """The network's GFLOP per output megapixel (counted on the model itself, or recorded
+    for a bundled model: :func:`pssr_volume.model.network_cost`)."""
+    return network_cost(model)
 
 
 def _geometry(config: RunConfig, volume: InputVolume, model: ModelInfo,
@@ -229,7 +229,7 @@ def _noise_model(config: RunConfig, model: ModelInfo, volume: InputVolume,
 
 
 def _bundled_configs() -> dict[str, ModelConfig]:
-    return {name: model_info(path).config for name, path in bundled_models().items()}
+    return {name: read_config(path) for name, path in bundled_models().items()}
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

@@ -31,7 +31,6 @@ from pssr_volume.io.journal import Journal
 from pssr_volume.io.levels import read_region, start_write, write_all
 from pssr_volume.noise import NoiseModel, network_input
 from pssr_volume.plan import Job
-from pssr_volume.predict import can_finish, get_predictor
 from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region
 from pssr_volume.stored_voxels import stored_voxels
 
@@ -113,6 +112,8 @@ def predict_tile(job: Job, tile: Box, times: Times | None = None,
         if job.noise is not None:  # a noise-aware model: the volume's noise map as a channel
             tiles = network_input(tiles, NoiseModel(*job.noise))
         assert job.model_path is not None  # a job with a network
+        from pssr_volume.predict import get_predictor  # torch: loaded by the tasks that run it
+
         predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
         return predictor(tiles, job.batch_size, (*job.norm, job.dtype) if finish else None)
 
@@ -182,6 +183,8 @@ def process_block(job: Job, index: Index) -> tuple[Index, Times]:
     tune_allocator()
     times: Times = {}
     block = job.grid.block_at(index)
+    from pssr_volume.predict import can_finish  # torch: loaded where a network runs
+
     # on a GPU, round and clip there and copy back only the output bytes
     on_device = job.device.startswith("cuda") and can_finish(job.dtype)
     box, pred = predict_block(job, index, times, finish=on_device)

@@ -4,17 +4,22 @@ real run needs the GPU."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import subprocess
+import sys
 
 import pytest
 import zarr
 from conftest import em_like, write_tiff
 
+from pssr_volume.bundled import FACTS_FILE, bundled_models, recorded_facts
 from pssr_volume.config import RunConfig
 from pssr_volume.device import gpu_count
 from pssr_volume.estimate import estimate
 from pssr_volume.gpus import GPUS, gpu_named
+from pssr_volume.model import file_sha256, measured_facts, model_info
 from pssr_volume.plan import make_plan, model_cost
 from pssr_volume.pyramid import cumulative
 from pssr_volume.task_size import GPU_TASK_SECONDS, GPU_Z_STEP, gpu_block_sections
@@ -97,3 +102,44 @@ def test_the_teravoxel_gpu_plan_has_at_most_64000_tasks_and_300000_files(tmp_pat
     assert est.tasks <= 64_000 and est.blocks == math.ceil(1000 / z) * 32 * 32
     assert est.files <= 300_000
     assert est.block_gpu_seconds() >= GPU_TASK_SECONDS
+
+
+# Runs the CLI's dry run in a fresh interpreter and reports what it loaded: torch and the
+# networks (pssr_volume.nets: a model built, probed or counted) must not be among them.
+_LOADED = """
+import sys
+from pssr_volume.cli import main
+code = main(sys.argv[1:])
+print(code, 'torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('pssr_volume.nets')))
+"""
+
+
+@pytest.mark.parametrize("flags", [[], ["--device", "cuda", "--gpu", "H100"]])
+def test_the_teravoxel_dry_run_loads_no_torch_and_builds_no_network(tmp_path, teravoxel, flags):
+    """Planning a bundled model takes its network's facts from the record (docs/PERFORMANCE.md:
+    the dry run of this example in ~4 s and ~230 MB, benchmarks/bench_plan.py)."""
+    proc = subprocess.run([sys.executable, "-c", _LOADED, "run", teravoxel,
+                           str(tmp_path / "o.ome.zarr"), "--voxel-size", "30,8,8", "--dry-run",
+                           *flags], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().split(maxsplit=2) == ["0", "False", "[]"], proc.stderr
+    assert "receptive field 49 px" in proc.stderr and "dry run: nothing was written" in proc.stderr
+    assert ("device cuda" in proc.stderr) == bool(flags)
+
+
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_the_recorded_facts_of_a_bundled_model_are_measured_again(name):
+    """The record (pssr_volume/bundled/facts.json) is what measuring the file gives now; when
+    a model or a network changes, rewrite the entry with pssr_volume.model.measured_facts."""
+    path = bundled_models()[name]
+    recorded = recorded_facts(file_sha256(path))
+    assert recorded is not None, f"{name} is not in {FACTS_FILE}"
+    measured = {"name": name, **measured_facts(path)}
+    assert recorded == {**measured, "gflop_per_out_mpx": pytest.approx(
+        measured["gflop_per_out_mpx"], rel=1e-9)}, json.dumps(measured)
+    info = model_info(path)
+    assert info.recorded and info.receptive_field == tuple(recorded["receptive_field"])
+
+
+def test_a_model_not_recorded_is_measured(models):
+    info = model_info(models["fast"])
+    assert not info.recorded and info.gflop_per_out_mpx is None and info.grid == 4

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,26 @@ def resolve_model(value: str | Path | None) -> Path:
     known = ", ".join(bundled_models()) or "none installed"
     raise PssrError(f"model not found: {value} (neither a file nor a bundled model; "
                     f"bundled: {known})")
+
+
+FACTS_FILE = "facts.json"
+"""What planning needs of each bundled model's network, measured on it and recorded beside it
+by SHA-256 of the file: receptive field, grid, global context and GFLOP per output Mpx.
+Planning a bundled model then builds, loads and probes nothing, and needs no torch (a dry run
+on a login node). tests/test_plan_anywhere.py measures every entry again and says how to
+rewrite the file when the models or the networks change."""
+
+
+@functools.cache
+def _facts() -> dict[str, dict[str, Any]]:
+    path = files(__name__).joinpath(FACTS_FILE)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def recorded_facts(sha256: str) -> dict[str, Any] | None:
+    """The recorded facts of the model file whose SHA-256 is ``sha256`` (None: not a
+    bundled model's file, or not recorded)."""
+    return _facts().get(sha256)
 
 
 def bundled_rows() -> list[dict[str, Any]]:
