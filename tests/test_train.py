@@ -4,29 +4,48 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 from conftest import write_tiff
 
 from pssr_volume.demo import make_demo_volume
 from pssr_volume.model import load_model, model_info
 
+PRESETS = ("pssr-em", "pssr2", "integrate-read")  # the presets train validates on
+
+
+def _rows(out):
+    """metrics.csv of a run: one dict of floats per validation."""
+    lines = (out / "metrics.csv").read_text().splitlines()
+    return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(lines)]
+
 
 def test_train_command_writes_a_model_that_learns(tmp_path, cli):
+    """200 steps of a width-8 network restore the held-back validation tiles (sections the
+    run never trains on) at least 0.8 dB better than bicubic, on the degradation it trained
+    with (measured: +1.24 dB; with --lr 1e-12, a run that does not learn, -1.36 dB). The
+    demo volume is smoothed by a 2 px Gaussian so that what training can learn (the noise),
+    not unpredictable pixel texture, dominates the error."""
+    from scipy import ndimage
+
     _, hr = make_demo_volume((12, 24, 24), seed=3)  # HR: 12 x 96 x 96 at 4.6 nm
+    hr = np.rint(ndimage.gaussian_filter(hr.astype(np.float32), (0, 2, 2))).astype(np.uint8)
     inp = write_tiff(tmp_path / "hr.tif", hr, voxel=(50.0, 4.6, 4.6))
     out = tmp_path / "run"
     code, _, err = cli("train", inp, "--out", out, "--name", "tiny", "--arch-arg", "width=8",
-                       "--steps", "60", "--batch-size", "4", "--tile", "64", "--val-every", "20",
-                       "--val-tiles", "4", "--threads", "1", "--crappifier", "pssr-em",
-                       "--no-progress")
+                       "--steps", "200", "--lr", "0.01", "--batch-size", "4", "--tile", "64",
+                       "--val-every", "100", "--val-tiles", "8", "--threads", "1",
+                       "--crappifier", "pssr-em", "--no-progress")
     assert code == 0, err
-    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
-    assert [int(r["step"]) for r in rows] == [20, 40, 60]
-    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    rows = _rows(out)
+    assert [int(r["step"]) for r in rows] == [100, 200]
     info = model_info(out / "model.safetensors")
     assert info.config.name == "tiny" and info.config.arch_args == {"width": 8}
     assert info.config.training["crappifier"] == "pssr-em"
-    assert "val_psnr_pssr-em" in info.config.metrics["validation"]
+    saved = info.config.metrics["validation"]  # the row of the model written
+    assert saved in [{k: (int(v) if k == "step" else v) for k, v in r.items()} for r in rows]
+    gain = saved["val_psnr_pssr-em"] - saved["bicubic_psnr_pssr-em"]
+    assert gain >= 0.8, f"validation PSNR only {gain:+.2f} dB over bicubic"
     load_model(out / "model.safetensors")
 
 
@@ -171,17 +190,30 @@ def test_ssim_mixes_weigh_ssim_against_their_pixel_loss(kind):
 
 
 def test_ssim_loss_trains(tmp_path, cli):
+    """The SSIM term drives validation SSIM up: after equal steps on the same data and
+    batches, a run with --loss ssim (0.8 (1 - SSIM) + 0.2 L1) ends with a validation SSIM
+    above bicubic's on its degradation, and above the L1 run's, on average over the
+    three validation presets, by at least 0.01. Measured: +0.026 over bicubic (-0.032 with
+    --lr 1e-12) and +0.028 over L1; a loss that dropped its SSIM term (0.2 L1, the same
+    steps for Adam) ends -0.0001 from the L1 run."""
     _, hr = make_demo_volume((12, 24, 24), seed=4)
     inp = write_tiff(tmp_path / "hr.tif", hr, voxel=(50.0, 4.6, 4.6))
-    out = tmp_path / "run"
-    code, _, err = cli("train", inp, "--out", out, "--arch-arg", "width=8", "--steps", "40",
-                       "--batch-size", "4", "--tile", "64", "--val-every", "20", "--val-tiles",
-                       "4", "--threads", "1", "--loss", "ssim", "--no-progress")
-    assert code == 0, err
-    info = model_info(out / "model.safetensors")
-    assert info.config.training["loss"] == "ssim"
-    row = info.config.metrics["validation"]
-    assert {"val_ssim_pssr-em", "bicubic_ssim_pssr2"} <= set(row)
+    last = {}
+    for loss in ("ssim", "l1"):
+        out = tmp_path / loss
+        code, _, err = cli("train", inp, "--out", out, "--arch-arg", "width=8", "--steps",
+                           "200", "--lr", "0.01", "--batch-size", "4", "--tile", "64",
+                           "--val-every", "200", "--val-tiles", "8", "--threads", "1",
+                           "--crappifier", "pssr-em", "--loss", loss, "--no-progress")
+        assert code == 0, err
+        assert model_info(out / "model.safetensors").config.training["loss"] == loss
+        (last[loss],) = _rows(out)
+    ssim_run = last["ssim"]
+    over_bicubic = ssim_run["val_ssim_pssr-em"] - ssim_run["bicubic_ssim_pssr-em"]
+    assert over_bicubic >= 0.01, f"validation SSIM {over_bicubic:+.4f} over bicubic"
+    over_l1 = np.mean([ssim_run[f"val_ssim_{p}"] - last["l1"][f"val_ssim_{p}"]
+                       for p in PRESETS])
+    assert over_l1 >= 0.01, f"validation SSIM {over_l1:+.4f} over the L1 run"
 
 
 def _tiny_noise_model(tmp_path, cli):
