@@ -21,9 +21,11 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from pssr_volume.blend import reach
 from pssr_volume.blocks import (
@@ -40,7 +42,6 @@ from pssr_volume.tasks import (
     Times,
     blend_pieces,
     blend_write,
-    block_index,
     block_key,
     copy_block,
     pick,
@@ -238,8 +239,9 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
                      block_levels=job.stages[0].last)
     # blocks are enumerated lazily (no object per block of the whole volume is held; the
     # blend modes, which count each block's neighbours, list the blocks to do)
-    stats.blocks_skipped = _blocks_done(job, done)
-    todo = (i for i in job.grid.indices() if block_key(i) not in done)
+    pending = _pending(job, done)
+    stats.blocks_skipped = len(job.grid) - int(np.count_nonzero(pending))
+    todo = _todo(job, pending)
     pyramid = [
         [r for r in task_regions(job.levels[st.first].shape, st.task)
          if pyramid_key(st.first, r) not in done]
@@ -299,9 +301,28 @@ def execute(job: Job, executor: Executor, progress: Progress | None = None) -> R
 
 def _blocks_done(job: Job, done: set[str]) -> int:
     """How many of the grid's blocks the journal's keys ``done`` record."""
-    counts = job.grid.counts
-    return sum(1 for key in done
-               if (i := block_index(key)) is not None and all(a < n for a, n in zip(i, counts)))
+    return len(job.grid) - int(np.count_nonzero(_pending(job, done)))
+
+
+def _pending(job: Job, done: set[str]) -> np.ndarray:
+    """A flag per block of the grid, in raster order: whether the journal's keys ``done``
+    leave it to do. One byte a block (10 MB at the most tasks a plan may have), made with one
+    key lookup a block: a resume of 500,000 finished blocks finds the rest in about a second."""
+    if not done:
+        return np.ones(len(job.grid), dtype=bool)
+    return np.fromiter((block_key(i) not in done for i in job.grid.indices()), dtype=bool,
+                       count=len(job.grid))
+
+
+def _todo(job: Job, pending: np.ndarray) -> Iterator[Index]:
+    """The blocks ``pending`` flags, in raster order, each made when it is needed."""
+    _, cy, cx = job.grid.counts
+    step = 1 << 16
+    for start in range(0, len(pending), step):
+        for k in np.flatnonzero(pending[start:start + step]).tolist():
+            z, r = divmod(start + k, cy * cx)
+            y, x = divmod(r, cx)
+            yield (z, y, x)
 
 
 def task_total(job: Job) -> int:
@@ -313,8 +334,9 @@ def task_total(job: Job) -> int:
 def _residuals(job: Job) -> dict[tuple[int, int, int], Residual]:
     """The consistency sums the block tasks left in the journal, by block index."""
     found = {}
-    for key, note in Journal(job.output).notes().items():
-        index, residual = block_index(key), Residual.from_note(note)
-        if index is not None and residual is not None:
+    notes = Journal(job.output).notes()
+    for index in job.grid.indices():  # a key made and looked up: cheaper than one parsed
+        note = notes.get(block_key(index))
+        if note is not None and (residual := Residual.from_note(note)) is not None:
             found[index] = residual
     return found

@@ -38,23 +38,15 @@ Index = tuple[int, int, int]
 
 
 def block_key(index: Index) -> str:
-    """Journal key of a level-0 block."""
-    return "block " + ".".join(map(str, index))
-
-
-def block_index(key: str) -> Index | None:
-    """The block a journal key names (``None``: not a block's key)."""
-    if not key.startswith("block "):
-        return None
-    parts = key.removeprefix("block ").split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        return None
-    return (int(parts[0]), int(parts[1]), int(parts[2]))
+    """Journal key of a level-0 block (a resume looks up one per block: keep it cheap)."""
+    z, y, x = index
+    return f"block {z}.{y}.{x}"
 
 
 def pyramid_key(level: int, region: Box) -> str:
     """Journal key of a pyramid task."""
-    return f"level {level} " + ".".join(str(a) for a, _ in region)
+    (z, _), (y, _), (x, _) = region
+    return f"level {level} {z}.{y}.{x}"
 
 
 Times = dict[str, float]  # seconds a task spent per stage of the hot path

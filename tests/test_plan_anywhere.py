@@ -110,7 +110,8 @@ _LOADED = """
 import sys
 from pssr_volume.cli import main
 code = main(sys.argv[1:])
-print(code, 'torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('pssr_volume.nets')))
+nets = sorted(m for m in sys.modules if m.startswith('pssr_volume.nets'))
+print(code, 'torch' in sys.modules, nets)
 """
 
 

@@ -110,13 +110,21 @@ class Journal:
 
     def done(self) -> set[str]:
         """Keys of all tasks recorded as done, by any process."""
-        return set(self._records())
+        return {line.partition("\t")[0] for line in self._lines() if line}
 
     def notes(self) -> dict[str, str]:
         """The notes of the tasks recorded with one, by key."""
         return {k: n for k, n in self._records().items() if n is not None}
 
     def _records(self) -> dict[str, str | None]:
+        records: dict[str, str | None] = {}
+        for line in self._lines():
+            if line:
+                key, _, note = line.partition("\t")
+                records[key] = note or records.get(key)
+        return records
+
+    def _lines(self) -> list[str]:
         lines: list[str] = []
         if self.url is not None:
             logs = [n for n in objects.names(self.url) if n.endswith(".log")]
@@ -125,9 +133,4 @@ class Journal:
         elif self.dir.is_dir():
             for f in self.dir.glob("*.log"):
                 lines.extend(f.read_text().split("\n")[:-1])  # last piece: torn or empty
-        records: dict[str, str | None] = {}
-        for line in lines:
-            if line:
-                key, _, note = line.partition("\t")
-                records[key] = note or records.get(key)
-        return records
+        return lines
