@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skip_policy
 import tifffile
 import torch
 
@@ -23,6 +24,11 @@ from pssr_volume.nets.fast import FastUNet, Pointwise
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """CI's rule on skips: with PSSR_NO_SKIPS=1 only GPU tests may skip (skip_policy.py)."""
+    skip_policy.register(config)
 
 
 def write_tiff(path: Path, data: np.ndarray, voxel: tuple[float, float, float] | None = (
