@@ -141,10 +141,17 @@ def test_slurm_sbatch_workflow_killed_then_resubmitted_matches_local_run(
     kept = blocks_done(out)
     assert kept == frozen and 0 < int(said.group(1)) <= kept  # the driver's count, a lower bound
 
-    again = subprocess.run([*command[:1], "--wait", *command[1:]], env=env, cwd=tmp_path,
-                           capture_output=True, text=True)
-    log = (tmp_path / f"client-{again.stdout.strip()}.log").read_text()
-    assert again.returncode == 0, log
+    # submitted again, its end polled: sbatch --wait would poll after 2, 8, then every 32 s
+    again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                           check=True).stdout.strip()
+
+    def record() -> str:
+        return local_slurm.run("scontrol", "show", "job", again).stdout
+
+    wait_for(lambda: re.search(r"JobState=(?!PENDING|RUNNING|CONFIGURING|COMPLETING)", record()),
+             "the resubmitted client job to end", 300, step=0.2)
+    log = (tmp_path / f"client-{again}.log").read_text()
+    assert "JobState=COMPLETED" in record() and "ExitCode=0:0" in record(), log
     assert "exists: finishing it with --resume" in log
     assert f"done: {TOTAL - kept} block(s) restored, {kept} already done" in log, log
     assert levels(out) == reference
