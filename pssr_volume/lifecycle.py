@@ -51,8 +51,8 @@ def _nothing(plan: Plan) -> RunStats:
 
 
 def drive(config: JobConfig, make_plan: Callable[[ClusterSpec], Plan], log: Log = lambda s: None,
-          verify: bool = False, dry_run_lines: Callable[[Plan], list[str]] = lambda p: []
-          ) -> tuple[Plan, RunStats]:
+          verify: bool = False, dry_run_lines: Callable[[Plan], list[str]] = lambda p: [],
+          checks: Callable[[Plan], list[str]] = lambda p: []) -> tuple[Plan, RunStats]:
     """Plan with ``make_plan``, then create or resume, execute and finish the output.
 
     Parameters
@@ -69,6 +69,10 @@ def drive(config: JobConfig, make_plan: Callable[[ClusterSpec], Plan], log: Log 
         damaged or missing ones (:mod:`pssr_volume.verify`).
     dry_run_lines : callable
         More lines a dry run prints after the summary (``run``: its cost estimate).
+    checks : callable
+        Checks of the input that need the network (``run``: the scale check), run once the
+        output is held and there is work to do, before the first task; their lines are
+        logged after the summary.
 
     Returns
     -------
@@ -110,7 +114,7 @@ def drive(config: JobConfig, make_plan: Callable[[ClusterSpec], Plan], log: Log 
             return plan, _nothing(plan)
         with open_executor(cluster, log_path(output)) as ex:
             _open(plan, config, cluster.threads)
-            for line in [*map(note_line, plan.notes), *plan.summary]:
+            for line in [*map(note_line, plan.notes), *plan.summary, *checks(plan)]:
                 log(line)
             if ex.dashboard:
                 log(f"cluster {config.cluster}: {ex.n_workers} worker(s), "

@@ -16,10 +16,14 @@ from pssr_volume.cluster.executors import ClusterSpec
 from pssr_volume.config import ModelConfig, RunConfig
 from pssr_volume.consistency import Residual
 from pssr_volume.consistency import describe as consistency_lines
+from pssr_volume.cross_scale import cross_scale_gain, sample_box
+from pssr_volume.cross_scale import describe as scale_lines
 from pssr_volume.engine import RunStats
 from pssr_volume.estimate import describe, estimate
+from pssr_volume.io.ome_zarr import update_provenance
 from pssr_volume.lifecycle import drive
 from pssr_volume.plan import Plan, make_plan
+from pssr_volume.tasks import network, read_tile
 
 
 def _fmt(values: tuple | list, sep: str = "x") -> str:
@@ -75,7 +79,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None,
         (finished blocks are kept; ``--resume`` completes the run).
     """
     plan, stats = drive(config, lambda cluster: plan_run(config, cluster), log, verify,
-                        dry_run_lines=lambda plan: describe(estimate(plan)))
+                        dry_run_lines=lambda plan: describe(estimate(plan)), checks=scale_check)
     if stats.residuals and plan.model is not None:
         model = plan.model.config
         for line in consistency_lines(sum(stats.residuals.values(), Residual()),
@@ -83,6 +87,33 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda s: None,
                                       model.name):
             log(line)
     return stats
+
+
+def scale_check(plan: Plan) -> list[str]:
+    """The scale check (:mod:`pssr_volume.cross_scale`) on a central sample of the input, in
+    the driver, on its CPU, once the output is created and held; its figure goes into the
+    output's provenance (``scale_check``). No lines for an input too small to reduce, or a job
+    without a network."""
+    job = replace(plan.job, device="cpu")
+    if plan.model is None or job.model_path is None:
+        return []
+    s, halo = job.grid.scale, job.grid.halo[0]
+    box = sample_box(job.input.shape, s, halo)
+    if box is None:
+        return []
+    noise = None if job.noise is None else (job.noise[0] / s**2, job.noise[1] / s**2)
+    gain = cross_scale_gain(read_tile(job, box), lambda r: network(job, r, noise), s, halo)
+    update_provenance(job.output, scale_check={"cross_scale_gain_db": round(gain, 4)})
+    model = plan.model.config
+    voxel = job.input.voxel_size
+    return scale_lines(gain, validation_gain(model), s, voxel[2] if voxel else None, model.name)
+
+
+def validation_gain(model: ModelConfig) -> float | None:
+    """The highest scale-check figure the model showed on its validation data, where its
+    file records one (``metrics.consistency.max_cross_scale_gain_db``)."""
+    value = (model.metrics.get("consistency") or {}).get("max_cross_scale_gain_db")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def validation_ratio(model: ModelConfig) -> float | None:

@@ -98,16 +98,24 @@ def predict_tile(job: Job, tile: Box, times: Times | None = None,
     back, rounded and clipped to the output dtype on the device."""
     x = read_tile(job, tile, times)
     with _stage(times, "network"):
-        k = 2 * job.grid.halo[0] + 1
-        windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
-        tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
-        if job.noise is not None:  # a noise-aware model: the volume's noise map as a channel
-            tiles = network_input(tiles, NoiseModel(*job.noise))
-        assert job.model_path is not None  # a job with a network
-        from pssr_volume.predict import get_predictor  # torch: loaded by the tasks that run it
+        return network(job, x, job.noise, finish)
 
-        predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
-        return predictor(tiles, job.batch_size, (*job.norm, job.dtype) if finish else None)
+
+def network(job: Job, x: np.ndarray, noise: tuple[float, float] | None,
+            finish: bool = False) -> np.ndarray:
+    """The job's network on normalised input sections ``x`` (``(z, y, x)``), with the noise
+    model ``noise`` for a noise-aware model: one output section per input section that has
+    full z context."""
+    k = 2 * job.grid.halo[0] + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
+    tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
+    if noise is not None:  # a noise-aware model: the volume's noise map as a channel
+        tiles = network_input(tiles, NoiseModel(*noise))
+    assert job.model_path is not None  # a job with a network
+    from pssr_volume.predict import get_predictor  # torch: loaded by the tasks that run it
+
+    predictor = get_predictor(job.model_path, job.model_sha, job.device, job.threads)
+    return predictor(tiles, job.batch_size, (*job.norm, job.dtype) if finish else None)
 
 
 def predict_block(job: Job, index: Index, times: Times | None = None,
