@@ -86,6 +86,10 @@ def cli() -> None:
               show_default=True,
               help="Compression level of the output chunks: zstd 0-22 (NGFF 0.5), "
                    "gzip 0-9 (NGFF 0.4).")
+@click.option("--output-format", type=choices(RunConfig, "output_format"),
+              default=default(RunConfig, "output_format"), show_default=True,
+              help="ome-zarr, or precomputed: neuroglancer precomputed, sharded (one shard per "
+                   "written region; CloudVolume, igneous).")
 @click.option("--nan-value", type=float, default=None,
               help="Replace NaN and infinite input values (float inputs) by this value. "
                    "Default: refuse such inputs.")
@@ -291,6 +295,10 @@ def demo(**kwargs: Any) -> None:
               default=default(ConvertConfig, "compression_level"), show_default=True,
               help="Compression level of the output chunks: zstd 0-22 (NGFF 0.5), "
                    "gzip 0-9 (NGFF 0.4).")
+@click.option("--output-format", type=choices(ConvertConfig, "output_format"),
+              default=default(ConvertConfig, "output_format"), show_default=True,
+              help="ome-zarr, or precomputed: neuroglancer precomputed, sharded (one shard per "
+                   "written region; CloudVolume, igneous).")
 @click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None,
               help="Voxels one task copies, a multiple of the chunk. Default: whole chunks in z "
                    "and a square in y, x of at most 64 MiB.")

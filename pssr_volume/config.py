@@ -30,6 +30,7 @@ from pssr_volume.urls import Url, check_url, scheme_of
 BlendMode = Literal["crop", "linear", "cosine", "gaussian"]
 Device = Literal["cpu", "cuda"]
 NgffVersion = Literal["0.4", "0.5"]
+OutputFormat = Literal["ome-zarr", "precomputed"]  # neuroglancer precomputed, sharded
 CLUSTERS = ("local", "cuda", "slurm", "sync")
 PRESET_NAMES = ("pssr-em", "pssr-fluo", "pssr2", "integrate-read", "mix")
 
@@ -96,6 +97,7 @@ class OutputConfig(Strict):
     voxel_size: VoxelSize | None = None
     overwrite: bool = False
     progress: bool = True
+    output_format: OutputFormat = "ome-zarr"
 
     @property
     def ngff(self) -> NgffFormat:
@@ -104,6 +106,13 @@ class OutputConfig(Strict):
 
     @model_validator(mode="after")
     def _version_limits(self) -> OutputConfig:
+        if self.output_format == "precomputed":  # its chunks are gzip (CRC-32), its own shards
+            for flag, value, default in (("--ngff-version", self.ngff_version, "0.5"),
+                                         ("--compression-level", self.compression_level, 1)):
+                if value != default:
+                    raise ValueError(f"{flag} is an OME-Zarr setting; a precomputed output's "
+                                     "chunks are gzip at tensorstore's level")
+            return self
         fmt = self.ngff
         if self.shard_shape is not None and not fmt.sharding:
             raise ValueError(f"--shard-shape needs NGFF 0.5 (zarr v3); NGFF {fmt.version} is "
@@ -243,6 +252,14 @@ class RunConfig(JobConfig):
         return v
     consistency_map: bool = False  # also write each block's data-consistency figure
     gpu: str | None = None  # the GPU model a cuda run is planned for (pssr_volume.gpus)
+
+    @model_validator(mode="after")
+    def _map_needs_zarr(self) -> RunConfig:
+        if self.consistency_map and self.output_format == "precomputed":
+            raise ValueError("--consistency-map writes a Zarr array beside the levels: it needs "
+                             "--output-format ome-zarr (the volume's figure is recorded either "
+                             "way)")
+        return self
 
     @field_validator("gpu")
     @classmethod

@@ -28,6 +28,7 @@ from pssr_volume.config import ConvertConfig
 from pssr_volume.estimate import describe, estimate
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
+from pssr_volume.io.precomputed_layout import plan_scales, scale_settings
 from pssr_volume.io.stores import absolute
 from pssr_volume.lifecycle import drive
 from pssr_volume.plan import Job, Plan, fingerprint
@@ -91,12 +92,18 @@ def plan_convert(config: ConvertConfig) -> Plan:
         "ngff_version": c.ngff_version,
         "compression": {"codec": chunk_codec(c.ngff_version), "level": c.compression_level},
     }
+    scales = None
+    if c.output_format == "precomputed":  # one shard per task region: precomputed_layout
+        assert shards is not None  # planned for NGFF 0.5, which a precomputed config keeps
+        scales = plan_scales(levels, shards, chunk, voxel, c.chunk_shape is not None,
+                             vol.dtype, notes)
+        settings.update(scale_settings(scales))
     ident = fingerprint(settings)
     job = Job(
         input=vol, output=absolute(out), model_path=None, model_sha="", device="cpu",
         batch_size=1, threads=0, grid=BlockGrid(vol.shape, 1, block, (0, 0, 0), 1),
         blend="crop", norm=(0.0, 1.0), levels=levels, stages=stages, chunk=chunk,
-        dtype=vol.dtype, downsample=method,
+        dtype=vol.dtype, downsample=method, output_format=c.output_format,
     )
     provenance = {
         "software": "pssr-volume",
@@ -110,13 +117,14 @@ def plan_convert(config: ConvertConfig) -> Plan:
         "command": c.model_dump(mode="json"),
     }
     layout = OutputLayout(levels, chunk, shards, vol.dtype, c.ngff_version, c.compression_level,
-                          name=_name(vol), downsample=method)
+                          name=_name(vol), downsample=method, precomputed=scales)
     summary = (
         f"input   {vol.source}: {vol.kind} {_fmt(vol.shape)} {vol.dtype}, voxel "
         f"{_fmt(levels[0].voxel_size)} nm",
         f"output  {out}: {len(levels)} levels (to {_fmt(levels[-1].shape)}), chunks "
-        f"{_fmt(chunk)}, " + (f"shards {_fmt(shards[0])}, " if shards else "")
-        + f"NGFF {c.ngff_version}",
+        f"{_fmt(scales[0].chunk if scales else chunk)}, "
+        + (f"shards {_fmt(shards[0])}, " if shards else "")
+        + ("neuroglancer precomputed" if scales else f"NGFF {c.ngff_version}"),
     )
     return Plan("convert", "converting", job, layout, settings, ident, provenance,
                 tuple(notes), summary)

@@ -11,6 +11,8 @@ from pssr_volume.bundled import BUNDLED, bundled_rows, describe_row, resolve_mod
 from pssr_volume.errors import PssrError
 from pssr_volume.io.info import format_info, format_model, volume_info
 from pssr_volume.io.inputs import input_location
+from pssr_volume.io.precomputed import is_precomputed
+from pssr_volume.io.precomputed import volume_info as precomputed_info
 from pssr_volume.model_header import read_config
 
 
@@ -32,5 +34,6 @@ def info_lines(path: Path | str | None, list_models: bool = False,
     location = input_location(path)
     if isinstance(location, Path) and not location.exists():
         raise PssrError(f"not found: {path}")
-    details = volume_info(path)
+    # a neuroglancer precomputed volume (an output of ours), else any input
+    details = precomputed_info(location) if is_precomputed(location) else volume_info(path)
     return [json.dumps(details, indent=2)] if as_json else format_info(details)

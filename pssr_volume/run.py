@@ -42,9 +42,10 @@ def summary(plan: Plan) -> list[str]:
         f"{m.config.in_slices} section(s) in, receptive field {m.receptive_field[1]} px, "
         f"sha256 {m.sha256[:12]})",
         f"output  {job.output}: {_fmt(top.shape)} {job.dtype} at {_fmt(top.voxel_size)} nm, "
-        f"{len(job.levels)} levels (to {_fmt(last.shape)}), chunks {_fmt(job.chunk)}, "
+        f"{len(job.levels)} levels (to {_fmt(last.shape)}), chunks "
+        f"{_fmt(layout.precomputed[0].chunk if layout.precomputed else job.chunk)}, "
         + (f"shards {_fmt(layout.shards[0])}, " if layout.shards else "")
-        + f"NGFF {layout.ngff_version}",
+        + ("neuroglancer precomputed" if layout.precomputed else f"NGFF {layout.ngff_version}"),
         f"blocks  {len(job.grid)} of {_fmt(job.grid.block)} (grid {_fmt(job.grid.counts)}), "
         f"halo {_fmt(job.grid.halo[1:], ',')} px, blend {job.blend}, device {job.device}",
         *([] if job.noise is None else [

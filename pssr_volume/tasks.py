@@ -28,7 +28,7 @@ from pssr_volume.consistency import Residual, block_residual
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import normalize
 from pssr_volume.io.journal import Journal
-from pssr_volume.io.levels import read_region, start_write, write_all
+from pssr_volume.io.output_levels import read_region, start_write, write_all
 from pssr_volume.noise import NoiseModel, network_input
 from pssr_volume.plan import Job
 from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region
@@ -138,7 +138,8 @@ def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
     ``data`` already pooled into ``level + 1``, when the caller has it."""
     writes = []
     with _stage(times, "write"):
-        writes.append(start_write(job.output, job.levels[level].path, region, data))
+        writes.append(start_write(job.output_format, job.output, job.levels[level].path,
+                                  region, data))
     for k in range(level + 1, last + 1):
         lv = job.levels[k]
         with _stage(times, "pyramid"):
@@ -148,7 +149,7 @@ def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
                 data = downsample(data, lv.factors, job.downsample)
             region = child_region(region, lv.factors, lv.shape)
         with _stage(times, "write"):
-            writes.append(start_write(job.output, lv.path, region, data))
+            writes.append(start_write(job.output_format, job.output, lv.path, region, data))
     with _stage(times, "write"):
         write_all(writes)
 
@@ -257,7 +258,7 @@ def pyramid_task(job: Job, stage: int, region: Box) -> tuple[Box, Times]:
     factors = cumulative(job.levels, st.source, st.first)
     parent = parent_region(region, factors, src.shape)
     with _stage(times, "read"):
-        data = read_region(job.output, src.path, parent)
+        data = read_region(job.output_format, job.output, src.path, parent)
     with _stage(times, "pyramid"):
         for k in range(st.source + 1, st.first + 1):
             data = downsample(data, job.levels[k].factors, job.downsample)

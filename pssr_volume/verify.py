@@ -36,13 +36,9 @@ from pssr_volume.errors import PssrError, RunFailed
 from pssr_volume.io import stores
 from pssr_volume.io.journal import Journal
 from pssr_volume.io.lease import check_not_leased
-from pssr_volume.io.levels import LevelLayout, check_region, is_missing, level_layout
-from pssr_volume.io.ome_zarr import (
-    level_paths,
-    read_provenance,
-    reopen_output,
-    storage_of,
-)
+from pssr_volume.io.levels import LevelLayout, is_missing
+from pssr_volume.io.ome_zarr import read_provenance, reopen_output, storage_of
+from pssr_volume.io.output_levels import check_region, level_layout, level_paths
 from pssr_volume.io.stores import Location
 from pssr_volume.task_map import Box, TaskMap, unit_box, unit_ranges
 
@@ -132,7 +128,7 @@ def _check_level(output: Location, layout: LevelLayout, expected: Callable[[Box]
         modes = [expected(unit_box(u, unit, shape)) for u in units]
         if all(modes) or not any(modes):  # one read for the region (read = per * unit)
             box = unit_box(region_index, read, shape)
-            if check_region(output, layout.level, box, modes[0]) is None:
+            if check_region(output, layout, box, modes[0]) is None:
                 continue
         for u, strict in zip(units, modes):
             if u not in folders:
@@ -163,7 +159,7 @@ def _folders(output: Location, layout: LevelLayout, counts: Sequence[int],
 def _check_unit(output: Location, layout: LevelLayout, index: tuple[int, ...], strict: bool,
                 report: Callable[[Damage], None]) -> None:
     box = unit_box(index, layout.unit, layout.shape)
-    error = check_region(output, layout.level, box, strict)
+    error = check_region(output, layout, box, strict)
     if error is None:
         return
     name = f"{layout.level}/{layout.file(index)}"
@@ -180,7 +176,7 @@ def _check_unit(output: Location, layout: LevelLayout, index: tuple[int, ...], s
     for j in itertools.product(*inner):
         cbox = tuple((o + k * c, min(o + (k + 1) * c, b))
                      for o, k, c, (_, b) in zip(origin, j, layout.chunk, box))
-        e = check_region(output, layout.level, cbox, strict)
+        e = check_region(output, layout, cbox, strict)
         if e is not None:
             cindex = tuple(a // c for (a, _), c in zip(cbox, layout.chunk))
             kind = "missing" if is_missing(e) else "damaged"

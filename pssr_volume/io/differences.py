@@ -11,9 +11,9 @@ SHOWN = 3  # settings named in the line; the rest are counted
 WIDTH = 60  # characters of a value shown
 # what a user chose comes first, in this order; what follows from it (levels, shards, the
 # intensity range, the input's identity) after
-FIRST = ("model_sha256", "input.path", "input.array", "roi", "scale", "block_shape",
-         "chunk_shape", "halo", "blend", "voxel_size_nm", "input_voxel_size_nm", "dtype",
-         "noise", "ngff_version", "compression", "downsample")
+FIRST = ("output_format", "model_sha256", "input.path", "input.array", "roi", "scale",
+         "block_shape", "chunk_shape", "halo", "blend", "voxel_size_nm", "input_voxel_size_nm",
+         "dtype", "noise", "ngff_version", "compression", "downsample")
 
 
 def _rank(line: str) -> int:

@@ -126,9 +126,14 @@ def format_info(info: dict[str, Any]) -> list[str]:
     if info.get("translation_nm") is not None:
         offset = "x".join(f"{v:.12g}" for v in info["translation_nm"])  # positions: all digits
         lines.append(f"offset    {offset} nm (z, y, x)")
-    if "levels" in info:
+    if info.get("voxel_offset") is not None:  # precomputed: voxel i lies at offset + i
+        lines.append(f"offset    {_fmt(info['voxel_offset'])} voxels (z, y, x)")
+    if info.get("format"):  # not OME-Zarr (precomputed)
+        lines.append(f"format    {info['format']}")
+    elif "levels" in info:
         lines.append(f"format    OME-Zarr NGFF {info['ngff_version']} (zarr v{info['zarr_format']})"
                      + (f", name {info['name']!r}" if info.get("name") else ""))
+    if "levels" in info:
         lines.append(f"levels    {len(info['levels'])}")
         for lv in info["levels"]:
             unit = next((u for u in reversed(lv["units"]) if u), "")

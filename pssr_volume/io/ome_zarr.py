@@ -17,16 +17,14 @@ finished; :func:`check_output` and :func:`remove_output` refuse an output whose 
 live process holds, and the state folder never counts as content of the output.
 
 An output may be a local folder or an ``s3://`` / ``gs://`` URL (:mod:`pssr_volume.io.stores`):
-the same checks, lease and journal hold there (:mod:`pssr_volume.io.objects`).
+the same checks, lease and journal hold there (:mod:`pssr_volume.io.objects`). A neuroglancer
+precomputed output (:mod:`pssr_volume.io.precomputed`) is checked, created and finished here too.
 
 Every chunk carries a checksum and every chunk is stored, also one equal to the fill value
 (:mod:`pssr_volume.io.levels`), so ``pssr-volume verify`` can tell a damaged or missing
-chunk from an empty one. NGFF 0.5 chunks are zstd followed by the ``crc32c`` codec (a
-shard's index has its own crc32c). NGFF 0.4 (zarr v2) chunks are gzip, whose trailer holds
-the CRC-32 of the data: zarr v2 has no checksum codec that tensorstore reads (its zarr v2
-driver rejects zstd's ``checksum`` option and every filter), and without one a flipped bit
-in a zstd chunk decodes silently to wrong voxels. gzip is also the zarr v2 codec that the
-most readers decode; it writes about 4x slower than zstd (docs/FORMATS.md).
+chunk from an empty one: NGFF 0.5 chunks are zstd then ``crc32c``; NGFF 0.4 (zarr v2) chunks
+gzip, whose trailer holds the CRC-32 (zarr v2 has no checksum codec tensorstore reads, and a
+flipped bit in a zstd v2 chunk decodes silently to wrong voxels; docs/FORMATS.md).
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from pssr_volume.errors import PssrError
-from pssr_volume.io import stores
+from pssr_volume.io import precomputed, stores
 from pssr_volume.io.journal import Journal
 from pssr_volume.io.lease import check_not_leased, held_token
 from pssr_volume.io.stores import STATE_DIR, Location
@@ -230,7 +228,7 @@ def read_provenance(path: Location) -> dict[str, Any] | None:
         group = image_group(path, "r")
     except (FileNotFoundError, ValueError, TypeError, zarr.errors.NodeTypeValidationError,
             zarr.errors.GroupNotFoundError):
-        return None
+        return precomputed.read_provenance(path)  # or a neuroglancer precomputed output's
     value = group.attrs.get(PROVENANCE_KEY)
     return dict(value) if isinstance(value, dict) else None
 
@@ -261,14 +259,12 @@ def level_paths(path: Location) -> list[str]:
 
 def update_provenance(path: Location, **updates: Any) -> None:
     """Merge ``updates`` into the output's ``pssr_volume`` attributes (driver only)."""
+    if precomputed.is_precomputed(path):
+        return precomputed.update_provenance(path, **updates)  # its provenance file
     group = image_group(path, "r+")
     current = dict(cast(dict[str, Any], group.attrs.get(PROVENANCE_KEY, {})))  # written as a dict
     current.update(json.loads(json.dumps(updates)))
     group.attrs[PROVENANCE_KEY] = current
-
-
-def _is_pssr_output(path: Location) -> bool:
-    return read_provenance(path) is not None
 
 
 def _contents(path: Location) -> list[str]:
@@ -294,7 +290,7 @@ def remove_output(path: Location) -> None:
 
 def _deletable(path: Location) -> bool:
     """Only a pssr-volume output or an empty folder (but for our state) is ever deleted."""
-    return stores.is_dir(path) and (not _contents(path) or _is_pssr_output(path))
+    return stores.is_dir(path) and (not _contents(path) or read_provenance(path) is not None)
 
 
 def _what(path: Location, otherwise: str) -> str:
@@ -348,6 +344,7 @@ class OutputLayout:
     compression_level: int = 1
     name: str = "image"
     downsample: str = "mean"
+    precomputed: tuple[precomputed.Scale, ...] | None = None  # a precomputed output's scales
 
 
 def open_output(path: Location, layout: OutputLayout, provenance: dict[str, Any],
@@ -365,10 +362,13 @@ def open_output(path: Location, layout: OutputLayout, provenance: dict[str, Any]
     if stores.is_dir(path) and not _contents(path) and held_token(path) is None:
         stores.remove_tree(path)  # an empty directory (anything else was refused by check_output)
     Journal(path).remove()  # a new store: no journal of an earlier store may count
-    create_output(path, layout.levels, layout.chunk, layout.dtype, layout.ngff_version,
-                  layout.compression_level, name=layout.name,
-                  provenance={**provenance, "status": "running"}, shards=layout.shards,
-                  downsample=layout.downsample)
+    provenance = {**provenance, "status": "running"}
+    if layout.precomputed is not None:  # a neuroglancer precomputed output
+        precomputed.create_volume(path, layout, provenance)
+    else:
+        create_output(path, layout.levels, layout.chunk, layout.dtype, layout.ngff_version,
+                      layout.compression_level, name=layout.name, provenance=provenance,
+                      shards=layout.shards, downsample=layout.downsample)
     return None
 
 
