@@ -50,6 +50,7 @@ CHROMIUM_FLAGS = (
 )
 
 
+SOURCE_SCHEMES = ("precomputed://", "zarr://", "zarr2://", "zarr3://", "n5://")
 _NM_PER_UNIT = {"m": 1e9, "mm": 1e6, "um": 1e3, "µm": 1e3, "nm": 1.0}
 
 
@@ -226,7 +227,8 @@ class NeuroglancerBrowser:
         Parameters
         ----------
         layers : mapping of str to str
-            Layer name -> URL of an OME-Zarr image (served over HTTP).
+            Layer name -> URL of an OME-Zarr image (served over HTTP), or a neuroglancer
+            source URL that names its format (``precomputed://http://...``).
         center_nm : sequence of float, optional
             ``(z, y, x)`` point at the centre of the view, in nm of the images'
             physical space (NGFF coordinates: voxel centres); default the centre
@@ -243,8 +245,9 @@ class NeuroglancerBrowser:
 
         viewer = neuroglancer.Viewer()  # a fresh page: no state left from earlier layers
         with viewer.txn() as s:
-            for name, url in layers.items():
-                s.layers[name] = neuroglancer.ImageLayer(source=f"zarr://{url}")
+            for name, url in layers.items():  # OME-Zarr, unless the URL names its format
+                source = url if url.startswith(SOURCE_SCHEMES) else f"zarr://{url}"
+                s.layers[name] = neuroglancer.ImageLayer(source=source)
             if side_by_side:
                 s.layout = neuroglancer.row_layout([
                     neuroglancer.LayerGroupViewer(layers=[name], layout="xy")

@@ -1,5 +1,6 @@
-"""A real browser: the restored OME-Zarr, served over HTTP on localhost with CORS, opened in
-neuroglancer in headless Chromium; the screenshot must show the data, not a blank page.
+"""A real browser: the restored OME-Zarr (and the same restoration as neuroglancer
+precomputed), served over HTTP on localhost with CORS, opened in neuroglancer in headless
+Chromium; the screenshot must show the data, not a blank page.
 
 Needs ``neuroglancer`` and ``selenium`` (the ``dev`` extra) and Debian's ``chromium`` and
 ``chromium-driver`` (installed by ``.ci/run``). This test does not skip without them: it fails.
@@ -43,6 +44,11 @@ def test_neuroglancer_renders_the_restored_volume(tmp_path, cli, models, schedul
                           progress=False, cluster="sync"))
     restored = zarr.open_array(str(tmp_path / "restored.ome.zarr" / "0"), mode="r")[...]
     assert restored.shape == (2, 192, 256)
+    # the same restoration as neuroglancer precomputed (sharded), its layer precomputed://
+    code, _, err = cli("run", inp, tmp_path / "restored.precomputed", "--model", models["fast"],
+                       "--cluster", scheduler, "--no-progress", "--levels", "2",
+                       "--output-format", "precomputed")
+    assert code == 0, err
     with serve_directory(tmp_path) as base, NeuroglancerBrowser() as ng:
         # the same physical field of view, 4.6 nm per screen pixel, in both volumes
         center = (50.0, 4.6 * 96, 4.6 * 128)  # section 1, the middle of the restored section
@@ -50,12 +56,18 @@ def test_neuroglancer_renders_the_restored_volume(tmp_path, cli, models, schedul
         shot = ng.screenshot(SIZE)
         ng.show({"input": f"{base}/input-v2.ome.zarr"}, center_nm=center, pixel_nm=4.6)
         shot_v2 = ng.screenshot(SIZE)
+        ng.show({"precomputed": f"precomputed://{base}/restored.precomputed"},
+                center_nm=center, pixel_nm=4.6)
+        shot_precomputed = ng.screenshot(SIZE)
     assert shot.shape == (192, 256, 3) and shot.std() > 10  # not blank
     corr, z = match(shot, restored)
     assert corr > 0.95 and z == 1, (corr, z)
     # the 18.4 nm input (NGFF 0.4) at 4.6 nm per screen pixel: each voxel is 4 x 4 pixels
     corr_v2, z_v2 = match(shot_v2, data.repeat(4, 1).repeat(4, 2))
     assert corr_v2 > 0.95 and z_v2 == 1, (corr_v2, z_v2)
+    # precomputed: the same section, placed within the measure's shift of the OME-Zarr one
+    corr_pc, z_pc = match(shot_precomputed, restored)
+    assert corr_pc > 0.95 and z_pc == 1, (corr_pc, z_pc)
     # the measure rejects what a failed load looks like: a uniform or unrelated picture
     assert match(np.full_like(shot, 128), restored)[0] < 0.5
     assert match(np.ascontiguousarray(shot[::-1]), restored)[0] < 0.5
