@@ -222,8 +222,15 @@ def test_layout_rule_matches_tensorstore(tmp_path):
     assert morton_code((0, 0, 4), bits) == 64  # x and y have run out: z's bits only
 
     level = Level("0", shape, (50.0, 4.6, 4.6), (1, 1, 1))
+    notes: list[str] = []
     scale = plan_scales((level,), (shard,), (1, 256, 256), (50.0, 4.6, 4.6), False, "uint8",
-                        [])[0]
+                        notes)[0]
+    assert notes == []
+    # a region of 3 sections splits only into 3-section chunks, so y, x into 2 at most: a note
+    deep = Level("0", (60, 4096, 4096), (50.0, 4.6, 4.6), (1, 1, 1))
+    thick = plan_scales((deep,), ((3, 1024, 1024),), (1, 256, 256), (50.0, 4.6, 4.6), False,
+                        "uint8", notes)[0]
+    assert thick.chunk == (3, 512, 512) and "precomputed chunks of 3,512,512" in notes[0]
     info = {"@type": "neuroglancer_multiscale_volume", "type": "image", "data_type": "uint8",
             "num_channels": 1, "scales": [scale.info()]}
     (tmp_path / "v").mkdir()

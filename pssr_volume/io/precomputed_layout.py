@@ -229,6 +229,11 @@ def plan_scales(levels: tuple[Any, ...], shards: tuple[Shape3, ...], chunk: Shap
         total = sum(grid_bits(_xyz(tuple(math.ceil(n / c) for n, c in zip(lv.shape, best)))))
         scales.append(Scale(lv.path, lv.shape, best, shard, lv.voxel_size, offset, preshift,
                             bits - preshift, total - bits))
+    big = scales[0].chunk
+    if math.prod(big) > 8 * math.prod(min(c, n) for c, n in zip(chunk, levels[0].shape)):
+        notes.append(f"precomputed chunks of {_fmt(big)} voxels at level 0: a written region of "
+                     f"{_fmt(shards[0])} splits no finer into a Morton-order shard; blocks of "
+                     "2^k sections give smaller chunks (docs/FORMATS.md)")
     if rounded:
         notes.append(f"precomputed voxel offsets are whole voxels: level(s) "
                      f"{', '.join(rounded)} rounded to the nearest (the input's offset is not "
