@@ -128,7 +128,7 @@ def run(verify: bool, **kwargs: Any) -> None:
     _echo(run_summary(stats))
 
 
-@cli.command(short_help="Train a model on high-resolution volumes, crappified on the fly.")
+@cli.command(short_help="Train a model on high-resolution volumes degraded on the fly.")
 @click.argument("hr_inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for model.safetensors, metrics.csv and train.json.")
@@ -352,7 +352,7 @@ def info(path: Path | str | None, list_models: bool, as_json: bool) -> None:
         click.echo(line)
 
 
-@cli.command(short_help="Re-read every chunk of an output; report damaged or missing ones.")
+@cli.command(short_help="Re-read an output's chunks; report damaged or missing ones.")
 @click.argument("output")
 def verify(output: str) -> None:
     """Re-read every chunk of every level of the OME-Zarr OUTPUT: one line per damaged
@@ -366,6 +366,25 @@ def verify(output: str) -> None:
     if report.damage:
         raise DamageFound(report.summary())
     click.echo(report.summary())
+
+
+@cli.command("export-model", short_help="Write a model as a bioimage.io model package.")
+@click.argument("model")
+@click.argument("output")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bioimage.io package.")
+@click.option("--onnx/--no-onnx", default=True, show_default=True,
+              help="Also export ONNX weights (needs the onnx and onnxscript packages).")
+def export_model(**kwargs: Any) -> None:
+    """Write MODEL (a bundled model's name or a .safetensors file) as the bioimage.io model
+    package OUTPUT.zip (docs/FORMATS.md, section bioimage.io)."""
+    from pssr_volume.bioimage.checks import check_export
+    from pssr_volume.bioimage.config import ExportModelConfig
+
+    config = ExportModelConfig(**kwargs)
+    check_export(config)  # bad arguments fail before torch loads
+    from pssr_volume.bioimage.package import export_model as export
+
+    _echo(export(config, log=_echo).line())
 
 
 def main(argv: list[str] | None = None) -> int:
