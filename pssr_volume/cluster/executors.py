@@ -82,6 +82,16 @@ class DaskExecutor:
     def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None) -> Any:
         return self.client.submit(fn, *args, key=key, pure=False, retries=self.retries)
 
+    def submit_many(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]],
+                    keys: Sequence[str]) -> list[Any]:  # one graph update for all
+        return self.client.map(fn, *zip(*args), key=list(keys), pure=False,
+                               retries=self.retries) if args else []
+
+    def fetch(self, futures: Sequence[Any]) -> dict[Any, Any]:
+        """The results of the ``futures`` that finished without error, in one gather."""
+        done = [f for f in futures if f.status == "finished"]
+        return dict(zip(done, self.client.gather(done))) if done else {}
+
     def completion_queue(self) -> Any:
         from dask.distributed import as_completed
 
@@ -118,10 +128,10 @@ class _Queue:
     def add(self, future: _Done) -> None:
         self.items.append(future)
 
-    def __next__(self) -> _Done:
-        if not self.items:
-            raise StopIteration
-        return self.items.popleft()
+    def next_batch(self) -> list[_Done]:
+        batch = list(self.items)
+        self.items.clear()
+        return batch
 
 
 class SerialExecutor:
@@ -136,6 +146,13 @@ class SerialExecutor:
             return _Done(fn(*resolved))
         except Exception as e:  # surfaced by result(), like a Dask future
             return _Done(error=e)
+
+    def submit_many(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]],
+                    keys: Sequence[str]) -> list[_Done]:
+        return [self.submit(fn, *a) for a in args]
+
+    def fetch(self, futures: Sequence[_Done]) -> dict[_Done, Any]:
+        return {}  # each result() gives its value, or raises its error
 
     def completion_queue(self) -> _Queue:
         return _Queue()
