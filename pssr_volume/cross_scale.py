@@ -33,13 +33,15 @@ MIN_LIMIT_DB = 0.25  # ... and never below this: a gain a fitting input does not
 MIN_REDUCED_PX = 32  # the reduced copy needs this many pixels per side to restore
 
 
-def sample_box(shape: tuple[int, int, int], scale: int, z_halo: int, sections: int = 3,
-               size: int = 512) -> tuple[tuple[int, int], ...] | None:
+def sample_box(shape: tuple[int, int, int], scale: int, z_halo: int, grid: int = 1,
+               sections: int = 3, size: int = 512) -> tuple[tuple[int, int], ...] | None:
     """The central input box the check reads: ``sections`` sections with their z context
     (``z_halo`` either side), and a square of at most ``size`` pixels whose side is a
-    multiple of ``scale``; ``None`` when the input is too small to reduce and restore."""
+    multiple of ``scale x grid`` (the reduced copy then fits the network's grid); ``None``
+    when the input is too small to reduce and restore."""
     nz, ny, nx = shape
-    side = min(size, ny, nx) // scale * scale
+    step = scale * grid
+    side = min(size, ny, nx) // step * step
     if side // scale < MIN_REDUCED_PX:
         return None
     depth = min(nz, sections + 2 * z_halo)

@@ -99,7 +99,7 @@ def scale_check(plan: Plan) -> list[str]:
     if plan.model is None or job.model_path is None:
         return []
     s, halo = job.grid.scale, job.grid.halo[0]
-    box = sample_box(job.input.shape, s, halo)
+    box = sample_box(job.input.shape, s, halo, plan.model.grid)
     if box is None:
         return []
     noise = None if job.noise is None else (job.noise[0] / s**2, job.noise[1] / s**2)

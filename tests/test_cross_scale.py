@@ -127,3 +127,25 @@ def test_a_run_reports_the_figure_and_records_it(tmp_path):
         log=small.append)
     assert not any(line.startswith("scale check:") for line in small)
     assert "scale_check" not in read_provenance(tmp_path / "s.ome.zarr")
+
+
+@pytest.mark.parametrize(("side", "name"), [(136, "fast"), (150, "fast3")])
+def test_the_reduced_copy_fits_the_network_grid(tmp_path, models, side, name):
+    """A 136 px input reduced 4x is 34 px, off pssr-fast's grid of 4: the sample is cut to a
+    multiple of scale x grid (128 px), so the check runs (it crashed the run before); with z
+    context too (3 sections in)."""
+    from conftest import em_like, write_tiff
+
+    from pssr_volume.config import RunConfig
+    from pssr_volume.io.ome_zarr import read_provenance
+    from pssr_volume.run import run
+
+    box = sample_box((5, side, side), 4, 1 if name == "fast3" else 0, 4)
+    assert box is not None and box[1][1] - box[1][0] == side // 16 * 16  # 128, 144
+    inp = write_tiff(tmp_path / "in.tif", em_like((5, side, side), seed=4))
+    out = tmp_path / "o.ome.zarr"
+    lines: list[str] = []
+    run(RunConfig(input=inp, output=out, model=models[name], cluster="sync", progress=False),
+        log=lines.append)
+    assert any(line.startswith("scale check:") for line in lines)
+    assert np.isfinite(read_provenance(out)["scale_check"]["cross_scale_gain_db"])
