@@ -8,6 +8,8 @@
 #   STAGE=train bash docs/lodo.sh   # four runs at equal budget, one after the other
 #   STAGE=evaluate bash docs/lodo.sh
 #   python docs/make_lodo_table.py results/lodo     # the Markdown table of RESULTS.md
+#   HELA=DIR STAGE=evaluate bash docs/lodo.sh       # also the HeLa SBEM sections (DIR: fetched by
+#                                                   # docs/fetch_training_data.py)
 #
 # A fifth run, "all", trains on every source at the same budget: the difference between it and
 # the left-out model on a source is what leaving that source out costs.
@@ -88,7 +90,36 @@ EOF
     [mussel]="$mussel"
   )
   declare -A z=([vnc]=0:10 [fib]=0:16 [sbem]=0:5 [mussel]=0:9)
+  # HeLa SBEM (docs/training_data/hela_sbem_empiar10094.json, fetched into $HELA): no model of
+  # this script trains on it, so the all-sources model is its left-out model. Its evaluation
+  # sections (z 146-154, central 1024 px) are never trained on by any recipe.
+  if [ -n "${HELA:-}" ]; then
+    hr[hela]="$OUT/data/hela_z146-154_crops.tif" z[hela]=0:5
+    if [ ! -f "${hr[hela]}" ]; then
+      python - "${hr[hela]}" "$HELA"/ROI_6005_4739_81_z01[45]*.tif <<'EOF2'
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from pssr_volume.io.tiff import write_tiff_stack
+
+crops = []
+for name in sys.argv[2:]:
+    section = tifffile.imread(name)
+    y, x = (section.shape[0] - 1024) // 2, (section.shape[1] - 1024) // 2
+    crops.append(section[y : y + 1024, x : x + 1024])
+stack = np.stack(crops)
+write_tiff_stack(Path(sys.argv[1]), iter(stack), stack.shape, str(stack.dtype), (50.0, 10.0, 10.0))
+EOF2
+    fi
+    $PV evaluate --hr "${hr[hela]}" --z "${z[hela]}" "${PRESETS[@]}" \
+      --model "$OUT/all-sources/model.safetensors" --model pssr-em-x4 --no-bm3d --no-montage \
+      --out "$OUT/eval-hela" --overwrite
+  fi
   for left in vnc fib sbem mussel; do
+    [ -f "$OUT/eval-$left/results.json" ] && [ -n "${SKIP_DONE:-}" ] && continue
     $PV evaluate --hr "${hr[$left]}" --z "${z[$left]}" "${PRESETS[@]}" \
       --model "$OUT/without-$left/model.safetensors" --model "$OUT/all-sources/model.safetensors" \
       --model pssr-em-x4 --no-bm3d --no-montage \

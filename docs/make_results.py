@@ -304,6 +304,33 @@ left-out model fine-tuned for a few hundred steps on the degraded input alone, d
 more (its own low-resolution data is all a lab without high-resolution data has).
 """
 
+LODO_SHOWS = """
+What it shows: **the target is not met** on any source, by the short left-out models or by the
+bundled model where it never saw the data.
+
+- `pssr-em` and `pssr2` carry to unseen data: on the three sources the bundled model never saw
+  (SBEM, mussel SEM, HeLa SBEM) it gains +1.3 to +2.8 dB under `pssr-em` and +1.3 / +1.9 dB
+  under `pssr2` on mussel and HeLa. Leaving a source out of the short runs costs 0.06-0.46 dB
+  under `pssr-em` on VNC, FIB-SEM and SBEM against the all-sources run of the same budget (on
+  mussel that run trained on the very tiles evaluated, so it is no reference there), and the
+  bundled model's 15x budget is worth more than that on both sources it saw: the short
+  left-out models are short first, left-out second.
+- Where it fails is the two degradations that average pixels: 4 x 4 integration with read
+  noise (+0.20 to +0.26 dB on VNC, FIB-SEM, HeLa; below bicubic on SBEM and, left out, on
+  mussel) and integration followed by JPEG at quality 75 (at most +0.18 dB, below bicubic on
+  four of five sources for the bundled model, which never trained on JPEG). The broad recipe's
+  35 % legacy mix (JPEG among six) lifts JPEG on HeLa, which neither model saw, from -0.57 to
+  -0.21 dB: not to the target.
+- The CDeep3M SBEM run cannot serve as ground truth for the integrating degradations: only 2.9
+  % of its power lies above 1/4 Nyquist (VNC ssTEM 19.2 %, mussel 15.1 %, HeLa 6.3 %, FIB-SEM
+  5.6 %; `python docs/training_data/high_frequency_power.py` on each evaluation set), so its
+  "truth" is smoother than what the networks were trained to restore.
+- Self-supervised adaptation does not help: fine-tuning the left-out model on the degraded
+  input alone (300 steps) costs 0.24-0.52 dB PSNR on every case tried (SSIM +0.03 on VNC,
+  -0.024 on FIB-SEM), so there is no `pssr-volume adapt`. The probe stopped after three cases;
+  on these numbers none of the rest would add the +0.1 dB it would need.
+"""
+
 
 def history() -> list[str]:
     """Section 4: the issue-3 comparison, from the JSON files it left in docs/results/."""
@@ -389,7 +416,7 @@ def lodo() -> list[str]:
         table = HERE / "results" / f"{name}.md"
         lines += ([f"`{command}`", "", table.read_text().strip(), ""] if table.is_file()
                   else [f"*Not measured: run `{command}`.*", ""])
-    return lines
+    return lines + [LODO_SHOWS.strip(), ""]
 
 
 INTRO = """

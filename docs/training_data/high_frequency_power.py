@@ -2,8 +2,9 @@
 
     python docs/training_data/high_frequency_power.py 'DIR/*.png' '../shared/data/X/raw/*.tif'
 
-For each glob: the median (min, max) over its 2-D images of the power of the Hann-windowed FFT at
-radial frequencies above 0.125 cycles per pixel, over all power but the mean's. A grid whose
+For each glob: the median (min, max) over its 2-D images (each section of a stack) of the power
+of the Hann-windowed FFT at radial frequencies above 0.125 cycles per pixel, over all power but
+the mean's. A grid whose
 content is already smooth (resampled, binned, or blurred) scores low.
 """
 
@@ -33,7 +34,8 @@ def _read(path: str) -> np.ndarray:
 
 def main() -> None:
     for pattern in sys.argv[1:]:
-        shares = [high_frequency_share(_read(f)) for f in sorted(glob.glob(pattern))]
+        shares = [high_frequency_share(section) for f in sorted(glob.glob(pattern))
+                  for section in _read(f).reshape(-1, *_read(f).shape[-2:])]  # stacks too
         if not shares:
             sys.exit(f"error: nothing matches {pattern}")
         print(f"{pattern}: {len(shares)} image(s), power above 1/4 Nyquist: median "
