@@ -3,9 +3,10 @@ tasks: an output of 512,000 blocks (1 x 32 x 32 output voxels each, on an empty 
 500 x 256 x 256 uint8 restored x4 by the ``pointwise`` stand-in) and 160,000 later pyramid
 tasks, all recorded as finished except ``--left`` blocks, each block's line with its
 data-consistency note as a run writes them. The journal is written directly (no run makes
-it); ``pssr-volume run --resume`` is then timed as a process on a local cluster, from launch to
-exit: it plans, reads the journal, starts the cluster, finds and runs the unfinished blocks,
-and completes the output. Issue 21 asks that it start within 10 s on a local disk.
+it); ``pssr-volume run --resume`` is then timed as a process on a local cluster: from launch
+until it starts (it plans, reads the journal, starts the cluster, finds the unfinished blocks
+and shows its progress bar as it submits the first) and until it exits (the blocks run, the
+output completed). Issue 21 asks that it start within 10 s on a local disk.
 
     python benchmarks/bench_resume.py [--left 2] [--workers 1] [--out FILE]
 
@@ -89,10 +90,15 @@ def main() -> None:
                    (root / "out.ome.zarr" / ".pssr-volume" / "journal").iterdir()) / 1e6
         t0 = time.perf_counter()
         proc = subprocess.Popen([CLI, "run", *run_args(root), "--resume", "--cluster", "local",
-                                 "--workers", str(args.workers)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                 "--workers", str(args.workers), "--progress"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert proc.stderr is not None
-        err = proc.stderr.read()
+        chunks, started = [], None  # the progress bar appears as the first task is submitted
+        while chunk := os.read(proc.stderr.fileno(), 65536):
+            chunks.append(chunk)
+            if started is None and b"restoring:" in b"".join(chunks[-2:]):
+                started = time.perf_counter() - t0
+        err = b"".join(chunks).decode()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
@@ -100,9 +106,10 @@ def main() -> None:
     done = next(line for line in err.splitlines() if line.startswith("done:"))
     text = (f"journal of {tasks:,} finished tasks ({size:.1f} MB, written in {made:.1f} s), "
             f"{args.left} block(s) left; {os.cpu_count()} CPUs, load "
-            f"{os.getloadavg()[0]:.1f}\n--resume on a local cluster of {args.workers} worker(s), "
-            f"launch to exit: {seconds:.1f} s, {usage.ru_maxrss / 1024:.0f} MB peak resident "
-            f"(the driver)\n{done}")
+            f"{os.getloadavg()[0]:.1f}\n--resume on a local cluster of {args.workers} worker(s): "
+            f"launch to the first task submitted (the progress bar) {started or 0:.1f} s, to exit "
+            f"{seconds:.1f} s, {usage.ru_maxrss / 1024:.0f} MB peak resident (the driver)\n"
+            f"{done}")
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")
