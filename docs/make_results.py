@@ -329,6 +329,13 @@ bundled model where it never saw the data.
   input alone (300 steps) costs 0.24-0.52 dB PSNR on every case tried (SSIM +0.03 on VNC,
   -0.024 on FIB-SEM), so there is no `pssr-volume adapt`. The probe stopped after three cases;
   on these numbers none of the rest would add the +0.1 dB it would need.
+- The broad model is not shipped. `bash docs/train_bundled.sh broad` (the bundled model's
+  predecessor fine-tuned 3000 steps on every source with the legacy mix) scores 0.08-0.10 dB
+  under the bundled model on the VNC hold-out (all 20 sections, both restoring in bf16:
+  `pssr-volume evaluate --hr <VNC hold-out> --preset pssr-em --preset pssr2 --preset
+  integrate-read --model pssr-em-x4 --model <broad>/model.safetensors --no-bm3d`): +0.61 /
+  +0.029, +0.47 / +0.030, +0.40 / +0.050 against +0.71 / +0.023, +0.55 / +0.024, +0.48 /
+  +0.043, under the in-domain target of +0.7 dB on `pssr-em`; higher SSIM, lower PSNR.
 """
 
 
