@@ -8,6 +8,8 @@
 #   bash docs/train_bundled.sh 2d       # pssr-em-x4: 2-D, ssTEM and FIB-SEM (4-10 nm)
 #   bash docs/train_bundled.sh broad    # pssr-em-x4 broadened: fine-tuned on every training
 #                                       # folder (plus SBEM, mussel SEM tiles), legacy mix
+#   HELA=DIR bash docs/train_bundled.sh legacy   # the bundled model fine-tuned (MSE) with the
+#                                       # legacy mix on those plus HeLa SBEM
 # The 2-D model is pssr-fast with two residual blocks per level, in two stages: 30000 steps from
 # scratch with loss 0.01 (1 - SSIM) + 0.99 MSE, then its final weights fine-tuned for 1500 steps
 # with MSE alone (lr 3e-4, seed 2; folder ft-mse); the shipped file is that fine-tune's final
@@ -25,9 +27,9 @@
 set -euo pipefail
 D=${PSSR_DATA:-../shared/data}
 OUT=${OUT:-results/train}
-which=${1:?iso, 2d or broad}
+which=${1:?iso, 2d, broad or legacy}
 mix=${MIX:-mix-pssr}
-if [ "$which" = broad ]; then mix=${MIX:-mix}; fi
+if [ "$which" = broad ] || [ "$which" = legacy ]; then mix=${MIX:-mix}; fi
 common=(--noise-aware --crappifier "$mix" --batch-size 16 --tile 192 --val-tiles 48
         --amp bf16 --no-progress)
 
@@ -40,7 +42,24 @@ train() {  # folder, then flags
   fi
 }
 
-if [ "$which" = broad ]; then
+if [ "$which" = legacy ]; then
+  # The bundled 2-D model fine-tuned with MSE alone (to keep its PSNR) at lr 1e-4 on the 2d
+  # inputs plus the SBEM training run, mussel sample 2 (sample 3 stays unseen: docs/lodo.sh
+  # evaluates on it) and the HeLa SBEM training sections (HELA=DIR from
+  # docs/fetch_training_data.py; z 146-154 are left for evaluation), with `mix`.
+  M="$D/mussel_tissue_sem_tiles_vemstitch"
+  hela=()
+  if [ -n "${HELA:-}" ]; then
+    mapfile -t hela < <(ls "$HELA"/ROI_6005_4739_81_z*.tif | grep -v -E 'z01[45][0-9]\.tif')
+  fi
+  train "$OUT/pssr-em-x4-legacy" "$D/drosophila_vnc_sstem_stack1/raw" \
+    "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
+    "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
+    "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" \
+    "$D/sbem_cdeep3m_mito_testsample/training_z010-029.tif" "$M"/sample_2/*.png "${hela[@]}" \
+    --init pssr-em-x4 --name pssr-em-x4 --steps "${STEPS:-3000}" --val-every 500 \
+    --threads "${THREADS:-1}" --loss mse --lr 1e-4 --seed 4
+elif [ "$which" = broad ]; then
   init="$OUT/pssr-em-x4-de03c00.safetensors"
   if [ ! -f "$init" ]; then
     mkdir -p "$OUT"
