@@ -18,7 +18,7 @@ from pssr_volume.cluster.logs import Interrupted, logs_to, worker_log_path
 from pssr_volume.errors import PssrError, RunFailed
 
 EXE = Path(sys.executable).with_name("pssr-volume")
-SUMMARY = ("input ", "model ", "output ", "blocks ", "cluster ", "note: ")
+SUMMARY = ("input ", "model ", "output ", "blocks ", "scale check: ", "cluster ", "note: ")
 
 
 def test_log_path_is_beside_the_output(tmp_path):

@@ -38,8 +38,10 @@ Box = tuple[tuple[int, int], ...]
 
 
 def is_precomputed(path: Location) -> bool:
-    """Whether ``path`` holds a precomputed volume's ``info`` file."""
-    return stores.is_file(stores.child(path, INFO))
+    """Whether ``path`` holds a precomputed volume's ``info`` file: JSON with a list of
+    scales (a web server that answers every path with a page holds none)."""
+    info = _json(stores.child(path, INFO))
+    return info is not None and isinstance(info.get("scales"), list)
 
 
 def _put(where: Location, data: bytes) -> None:
