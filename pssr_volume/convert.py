@@ -28,7 +28,7 @@ from pssr_volume.config import ConvertConfig
 from pssr_volume.estimate import describe, estimate
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
-from pssr_volume.io.precomputed_layout import plan_scales, scale_settings
+from pssr_volume.io.precomputed_layout import output_scales
 from pssr_volume.io.stores import absolute
 from pssr_volume.lifecycle import drive
 from pssr_volume.plan import Job, Plan, fingerprint
@@ -92,12 +92,8 @@ def plan_convert(config: ConvertConfig) -> Plan:
         "ngff_version": c.ngff_version,
         "compression": {"codec": chunk_codec(c.ngff_version), "level": c.compression_level},
     }
-    scales = None
-    if c.output_format == "precomputed":  # one shard per task region: precomputed_layout
-        assert shards is not None  # planned for NGFF 0.5, which a precomputed config keeps
-        scales = plan_scales(levels, shards, chunk, voxel, c.chunk_shape is not None,
-                             vol.dtype, notes)
-        settings.update(scale_settings(scales))
+    scales = output_scales(c.output_format, levels, shards, chunk, voxel,
+                           c.chunk_shape is not None, vol.dtype, notes, settings)
     ident = fingerprint(settings)
     job = Job(
         input=vol, output=absolute(out), model_path=None, model_sha="", device="cpu",

@@ -27,7 +27,7 @@ from pssr_volume.gpus import Gpu, gpu_named
 from pssr_volume.intensity import intensity_range, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.io.ome_zarr import OutputLayout, chunk_codec
-from pssr_volume.io.precomputed_layout import plan_scales, scale_settings
+from pssr_volume.io.precomputed_layout import output_scales
 from pssr_volume.io.stores import absolute
 from pssr_volume.model import ModelInfo, check_model, describe, model_info, network_cost
 from pssr_volume.model_fit import check_section_spacing, pixel_size_warning
@@ -326,12 +326,8 @@ def make_plan(config: RunConfig, cluster: ClusterSpec | None = None) -> Plan:
         "noise": None if noise is None else {"a": noise[0], "b": noise[1],
                                              "source": "given" if config.noise else "estimated"},
     }
-    scales = None
-    if config.output_format == "precomputed":  # one shard per task region: precomputed_layout
-        assert shards is not None  # planned for NGFF 0.5, which a precomputed config keeps
-        scales = plan_scales(levels, shards, chunk, voxel, config.chunk_shape is not None,
-                             volume.dtype, notes)
-        settings.update(scale_settings(scales))
+    scales = output_scales(config.output_format, levels, shards, chunk, voxel,
+                           config.chunk_shape is not None, volume.dtype, notes, settings)
     job = Job(
         input=volume, output=absolute(config.output), model_path=model.path,
         model_sha=model.sha256, device=device, batch_size=config.batch_size, threads=threads,

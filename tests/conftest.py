@@ -197,3 +197,15 @@ def finish(started: tuple[subprocess.Popen[str], float], timeout: float) -> tupl
         proc.communicate()
         pytest.fail(f"pssr-volume {proc.args[1:]} still running after {timeout} s")
     return proc.returncode, err, time.monotonic() - t0
+
+
+def anisotropic_restoration(tmp_path: Path, cli, models: dict[str, Path], seed: int) -> Path:
+    """A x4 restoration (the pointwise model: exact) of an 8 x 128 x 128 input at 50 x 8 x 8 nm:
+    8 x 512 x 512 voxels of 50 x 2 x 2 nm, levels 0-6; only level 6 is pooled in z (the
+    napari and webKnossos tests)."""
+    inp = write_tiff(tmp_path / "in.tif", em_like((8, 128, 128), seed=seed), voxel=None)
+    out = tmp_path / "restored.ome.zarr"
+    code, _, err = cli("run", inp, out, "--model", models["pointwise"], "--voxel-size", "50,8,8",
+                       "--levels", "7", "--cluster", "sync", "--no-progress")
+    assert code == 0, err
+    return out

@@ -32,16 +32,9 @@ REGIONS = [((1, 1, 1), (100, 40, 3), (64, 32, 4)), ((4, 4, 1), (128, 64, 0), (25
 
 
 def restored(tmp_path: Path, cli, models: dict[str, Path]) -> Path:
-    """A x4 restoration (the pointwise model: exact) of an 8 x 128 x 128 input at 50 x 8 x 8 nm:
-    8 x 512 x 512 voxels of 50 x 2 x 2 nm, levels 0-6; only level 6 is pooled in z."""
-    from conftest import em_like, write_tiff
+    from conftest import anisotropic_restoration
 
-    inp = write_tiff(tmp_path / "in.tif", em_like((8, 128, 128), seed=6), voxel=None)
-    out = tmp_path / "restored.ome.zarr"
-    code, _, err = cli("run", inp, out, "--model", models["pointwise"], "--voxel-size", "50,8,8",
-                       "--levels", "7", "--cluster", "sync", "--no-progress")
-    assert code == 0, err
-    return out
+    return anisotropic_restoration(tmp_path, cli, models, seed=6)
 
 
 def test_webknossos_reads_the_restored_volume(tmp_path, cli, models):

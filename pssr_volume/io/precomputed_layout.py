@@ -245,6 +245,20 @@ def _fmt(shape: tuple[int, ...]) -> str:
     return ",".join(map(str, shape))
 
 
+def output_scales(output_format: str, levels: tuple[Any, ...], shards: tuple[Shape3, ...] | None,
+                  chunk: Shape3, input_voxel: tuple[float, ...], given: bool, dtype: str,
+                  notes: list[str], settings: dict[str, Any]) -> tuple[Scale, ...] | None:
+    """The scales of a planned output (:func:`plan_scales`) when it is precomputed, with
+    ``settings`` updated (:func:`scale_settings`); ``None`` for OME-Zarr. ``run`` and
+    ``convert`` plan alike."""
+    if output_format != "precomputed":
+        return None
+    assert shards is not None  # planned for NGFF 0.5, which a precomputed config keeps
+    scales = plan_scales(levels, shards, chunk, input_voxel, given, dtype, notes)
+    settings.update(scale_settings(scales))
+    return scales
+
+
 def scale_settings(scales: tuple[Scale, ...]) -> dict[str, Any]:
     """What a precomputed output adds to (and changes in) a plan's settings, the record
     ``--resume`` compares: the format and every scale's ``info`` entry."""
