@@ -336,6 +336,12 @@ bundled model where it never saw the data.
   integrate-read --model pssr-em-x4 --model <broad>/model.safetensors --no-bm3d`): +0.61 /
   +0.029, +0.47 / +0.030, +0.40 / +0.050 against +0.71 / +0.023, +0.55 / +0.024, +0.48 /
   +0.043, under the in-domain target of +0.7 dB on `pssr-em`; higher SSIM, lower PSNR.
+- Nor, yet, the legacy fine-tune (`HELA=DIR bash docs/train_bundled.sh legacy`: the bundled
+  model, 3000 MSE steps at lr 1e-4, legacy mix, plus SBEM, mussel sample 2 and the HeLa
+  training sections). On the HeLa evaluation sections (other sections of the cell it now
+  trained on) it adds +0.38 / +0.22 / +0.20 / +0.31 dB under the four degradations (JPEG -0.57
+  -> -0.26); on the VNC hold-out (same command as above) it loses 0.03-0.05 dB: +0.66 / +0.025
+  on `pssr-em`, under the +0.7 target.
 """
 
 
