@@ -24,7 +24,7 @@ from pssr_volume.blocks import (
     box_slices,
     padded_read_plan,
 )
-from pssr_volume.consistency import Residual, block_residual
+from pssr_volume.consistency import Residual, area_mean, residual
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import normalize
 from pssr_volume.io.journal import Journal
@@ -174,8 +174,13 @@ def block_consistency(job: Job, core: Box, data: np.ndarray) -> Residual:
     (:mod:`pssr_volume.consistency`): a read of the block's input core, 1/scale^2 of what
     it wrote."""
     observed = read_tile(job, core)
-    restored = normalize(data, *job.norm)
-    return block_residual(restored, observed, job.grid.scale, job.noise)
+    back = area_mean(data, job.grid.scale)  # the stored voxels' means, then normalised (affine:
+    lo, hi = job.norm  # the same as the mean of the normalised voxels, 1/scale^2 of the work)
+    back -= lo
+    back /= hi - lo
+    if back.shape != observed.shape:
+        raise ValueError(f"block {data.shape} does not cover input {observed.shape}")
+    return residual(back, observed, job.noise)
 
 
 def process_block(job: Job, index: Index) -> tuple[Index, Times]:

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pssr_volume.allocator import WORKER_ENVIRON
 from pssr_volume.cluster.logs import logs_to
 from pssr_volume.cluster.profile import SlurmProfile, load_profile
 from pssr_volume.cluster.scheduler import (
@@ -288,11 +289,20 @@ def _unknown(cluster: str) -> PssrError:
 def _local(workers: int) -> tuple[Any, Any]:
     from dask.distributed import Client, LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True,
-        dashboard_address=":0", silence_logs=logging.ERROR,
-    )
+    with worker_environ():
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True,
+            dashboard_address=":0", silence_logs=logging.ERROR,
+        )
     return cluster, Client(cluster)
+
+
+def worker_environ() -> Any:
+    """Config under which nannies start workers with :data:`allocator.WORKER_ENVIRON`."""
+    import dask
+
+    key = "distributed.nanny.pre-spawn-environ"
+    return dask.config.set({key: {**dask.config.get(key, {}), **WORKER_ENVIRON}})
 
 
 def _cuda(workers: int | None) -> tuple[Any, Any]:
@@ -304,10 +314,11 @@ def _cuda(workers: int | None) -> tuple[Any, Any]:
     from dask.distributed import Client
 
     try:
-        cluster = LocalCUDACluster(
-            n_workers=workers, threads_per_worker=1, silence_logs=logging.ERROR,
-            dashboard_address=":0",
-        )
+        with worker_environ():
+            cluster = LocalCUDACluster(
+                n_workers=workers, threads_per_worker=1, silence_logs=logging.ERROR,
+                dashboard_address=":0",
+            )
     except Exception as e:  # NVML missing, no GPU visible, driver errors
         raise PssrError(f"--cluster cuda: no usable GPU ({first_line(e)})") from None
     return cluster, Client(cluster)

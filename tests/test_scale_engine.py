@@ -1,0 +1,62 @@
+"""The engine's own CPU work per output voxel (issue 21 item 6; benchmarks/bench_write.py
+measures it): the data-consistency figure degrades the stored integers back by exact integer
+sums, and the worker processes this tool starts allocate from glibc's main heap."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import em_like, write_tiff
+
+from pssr_volume.allocator import WORKER_ENVIRON
+from pssr_volume.cluster.executors import check_cluster, open_executor
+from pssr_volume.config import RunConfig
+from pssr_volume.consistency import area_mean, block_residual
+from pssr_volume.intensity import normalize
+from pssr_volume.plan import make_plan
+from pssr_volume.tasks import block_consistency, read_tile
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "uint64"])
+def test_area_mean_of_integers_equals_the_float64_mean(dtype):
+    rng = np.random.default_rng(len(dtype))
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min, info.max, size=(3, 48, 72), dtype=dtype, endpoint=True)
+    for scale in (1, 2, 3, 4, 8):
+        for view in (a, a[:, ::2, 1:65]):  # and a strided, offset view
+            z, y, x = view.shape
+            if y % scale or x % scale:
+                continue
+            mean = view.reshape(z, y // scale, scale, x // scale, scale).mean(
+                axis=(2, 4), dtype=np.float64)
+            got = area_mean(view, scale)
+            assert got.dtype == np.float64 and np.array_equal(got, mean), (dtype, scale)
+
+
+def test_a_blocks_consistency_is_the_mean_of_its_normalised_voxels(tmp_path, models):
+    """Pooling the stored integers first, then normalising the means (affine), is the figure
+    of the normalised voxels pooled, to float32 rounding (which the voxels' normalisation
+    has and the means' in float64 has not)."""
+    inp = write_tiff(tmp_path / "in.tif", em_like((2, 40, 56), seed=4))
+    job = make_plan(RunConfig(input=inp, output=tmp_path / "o", model=models["pointwise"],
+                              cluster="sync", block_shape=(2, 64, 64))).job
+    block = job.grid.block_at((0, 1, 1))
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 256, size=(2, 64, 64), dtype=np.uint8)
+    fast = block_consistency(job, block.core, data)
+    slow = block_residual(normalize(data, *job.norm), read_tile(job, block.core),
+                          job.grid.scale, job.noise)
+    assert fast.count == slow.count == 2 * 16 * 16
+    assert fast.sum_sq == pytest.approx(slow.sum_sq, rel=1e-6)
+    assert fast.sum_var == pytest.approx(slow.sum_var, rel=1e-12)
+
+
+def test_local_workers_allocate_from_the_main_heap(tmp_path):
+    inp = write_tiff(tmp_path / "in.tif", em_like((1, 16, 16)))
+    spec = check_cluster(RunConfig(input=inp, output=tmp_path / "o", cluster="local",
+                                   workers=1, device="cpu"))
+    with open_executor(spec) as ex:
+        seen = ex.client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON})
+    assert list(seen.values()) == [WORKER_ENVIRON]
