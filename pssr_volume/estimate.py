@@ -23,9 +23,10 @@ CPU_GFLOPS_PER_CORE = 46.0
 # Network throughput per GPU: an H100/H200 in FP32 (TF32 off, for reproducible bytes) at a
 # stated 30 % of its 67 TFLOP/s peak; not yet measured on this project's code.
 GPU_GFLOPS = gpu_named(None).gflops  # the default planning GPU (pssr_volume.gpus)
-# The engine's own work per CPU core (read, normalise, round, chunks, codec, pyramid) with a
-# model that costs nothing: benchmarks/bench_write.py (docs/PERFORMANCE.md).
-ENGINE_MVOX_PER_CORE = 118.0
+# The engine's own work per CPU core (read, normalise, round, chunks, codec, pyramid, the
+# consistency figure) with a stand-in model that costs almost nothing, in the steady state:
+# 150-189 output Mvoxel per CPU second, benchmarks/bench_write.py (docs/PERFORMANCE.md).
+ENGINE_MVOX_PER_CORE = 165.0
 
 
 @dataclass(frozen=True)
