@@ -24,6 +24,7 @@ from pssr_volume.cli_options import (
     arch_args,
     choices,
     default,
+    output_format_options,
 )
 from pssr_volume.config import (
     ConvertConfig,
@@ -31,8 +32,8 @@ from pssr_volume.config import (
     DemoConfig,
     EvaluateConfig,
     RunConfig,
-    TrainConfig,
 )
+from pssr_volume.train_config import TrainConfig
 
 
 def _echo(line: str) -> None:
@@ -79,17 +80,7 @@ def cli() -> None:
               help="Default: cuda with --cluster cuda or a local GPU, else cpu.")
 @click.option("--batch-size", type=int, default=default(RunConfig, "batch_size"),
               show_default=True, help="Sections per forward pass.")
-@click.option("--ngff-version", type=choices(RunConfig, "ngff_version"),
-              default=default(RunConfig, "ngff_version"), show_default=True,
-              help="0.5 writes zarr v3 (zstd, crc32c), 0.4 zarr v2 (gzip).")
-@click.option("--compression-level", type=int, default=default(RunConfig, "compression_level"),
-              show_default=True,
-              help="Compression level of the output chunks: zstd 0-22 (NGFF 0.5), "
-                   "gzip 0-9 (NGFF 0.4).")
-@click.option("--output-format", type=choices(RunConfig, "output_format"),
-              default=default(RunConfig, "output_format"), show_default=True,
-              help="ome-zarr, or precomputed: neuroglancer precomputed, sharded (one shard per "
-                   "written region; CloudVolume, igneous).")
+@output_format_options
 @click.option("--nan-value", type=float, default=None,
               help="Replace NaN and infinite input values (float inputs) by this value. "
                    "Default: refuse such inputs.")
@@ -288,17 +279,7 @@ def demo(**kwargs: Any) -> None:
               help="Output chunk shape. Default: up to 8,256,256.")
 @click.option("--levels", type=int, default=None,
               help="Pyramid levels. Default: until y and x fit in 256.")
-@click.option("--ngff-version", type=choices(ConvertConfig, "ngff_version"),
-              default=default(ConvertConfig, "ngff_version"), show_default=True,
-              help="0.5 writes zarr v3 (zstd, crc32c), 0.4 zarr v2 (gzip).")
-@click.option("--compression-level", type=int,
-              default=default(ConvertConfig, "compression_level"), show_default=True,
-              help="Compression level of the output chunks: zstd 0-22 (NGFF 0.5), "
-                   "gzip 0-9 (NGFF 0.4).")
-@click.option("--output-format", type=choices(ConvertConfig, "output_format"),
-              default=default(ConvertConfig, "output_format"), show_default=True,
-              help="ome-zarr, or precomputed: neuroglancer precomputed, sharded (one shard per "
-                   "written region; CloudVolume, igneous).")
+@output_format_options
 @click.option("--block-shape", type=Numbers(3, int, "ZYX"), default=None,
               help="Voxels one task copies, a multiple of the chunk. Default: whole chunks in z "
                    "and a square in y, x of at most 64 MiB.")

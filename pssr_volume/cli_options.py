@@ -14,6 +14,8 @@ from typing import Any
 import click
 from pydantic import BaseModel, ValidationError
 
+from pssr_volume.config import OutputConfig
+
 
 class Numbers(click.ParamType):
     """``Z,Y,X``-style comma-separated numbers of a fixed count."""
@@ -113,3 +115,24 @@ def arch_args(values: tuple[str, ...]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def output_format_options(command: Any) -> Any:
+    """``--ngff-version``, ``--compression-level`` and ``--output-format``: how ``run`` and
+    ``convert`` store their output (defaults from :class:`~pssr_volume.config.OutputConfig`)."""
+    options = [
+        click.option("--ngff-version", type=choices(OutputConfig, "ngff_version"),
+                     default=default(OutputConfig, "ngff_version"), show_default=True,
+                     help="0.5 writes zarr v3 (zstd, crc32c), 0.4 zarr v2 (gzip)."),
+        click.option("--compression-level", type=int,
+                     default=default(OutputConfig, "compression_level"), show_default=True,
+                     help="Compression level of the output chunks: zstd 0-22 (NGFF 0.5), "
+                          "gzip 0-9 (NGFF 0.4)."),
+        click.option("--output-format", type=choices(OutputConfig, "output_format"),
+                     default=default(OutputConfig, "output_format"), show_default=True,
+                     help="ome-zarr, or precomputed: neuroglancer precomputed, sharded (one "
+                          "shard per written region; CloudVolume, igneous)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pssr_volume.cluster.executors import ClusterSpec, check_cluster, open_executor
+from pssr_volume.cluster.executors import open_executor
+from pssr_volume.cluster.spec import ClusterSpec, check_cluster
 from pssr_volume.config import JobConfig
 from pssr_volume.engine import RunStats, execute, task_total
 from pssr_volume.errors import PssrError, note_line

@@ -49,7 +49,7 @@ from pssr_volume.task_size import (
 )
 
 if TYPE_CHECKING:
-    from pssr_volume.cluster.executors import ClusterSpec
+    from pssr_volume.cluster.spec import ClusterSpec
 
 # Large blocks keep the halo's share small: with a 28-pixel halo a 4096-pixel block (1024
 # input pixels) computes 1.11x its own area, a 1024-pixel block 1.49x; with the bundled

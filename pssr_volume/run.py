@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from pssr_volume.cluster.executors import ClusterSpec
+from pssr_volume.cluster.spec import ClusterSpec
 from pssr_volume.config import ModelConfig, RunConfig
 from pssr_volume.consistency import Residual
 from pssr_volume.consistency import describe as consistency_lines

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import write_tiff
 
-from pssr_volume.config import EvaluateConfig, TrainConfig
+from pssr_volume.config import EvaluateConfig
 from pssr_volume.demo import make_demo_volume
 from pssr_volume.evaluate import hr_region, upsample
 from pssr_volume.model import model_info
+from pssr_volume.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import zarr
 from conftest import em_like, write_tiff
 from whole_volume import predict_whole
 
-from pssr_volume.config import ModelConfig, RunConfig, TrainConfig
+from pssr_volume.config import ModelConfig, RunConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.model import load_model, model_info, save_model
 from pssr_volume.nets.fast import FastUNet
@@ -21,6 +21,7 @@ from pssr_volume.nets.span import SPAN
 from pssr_volume.noise import NOISE_GAIN, NoiseModel, estimate_noise, network_input
 from pssr_volume.plan import make_plan
 from pssr_volume.run import run
+from pssr_volume.train_config import TrainConfig
 
 TOLERANCE_CROP = 1  # grey levels, as for blind networks (tests/test_pipeline.py)
 

@@ -11,7 +11,8 @@ import pytest
 from conftest import em_like, write_tiff
 
 from pssr_volume.allocator import WORKER_ENVIRON
-from pssr_volume.cluster.executors import check_cluster, open_executor
+from pssr_volume.cluster.executors import open_executor
+from pssr_volume.cluster.spec import check_cluster
 from pssr_volume.config import RunConfig
 from pssr_volume.consistency import area_mean, block_residual
 from pssr_volume.intensity import normalize

@@ -20,7 +20,7 @@ from conftest import blocks_done, digest, em_like, levels, wait_for, write_tiff
 from slurm_fixture import LocalSlurm, local_slurm_fixture  # noqa: F401  (local_slurm)
 
 from pssr_volume.cluster import slurm as cluster_module
-from pssr_volume.cluster.executors import check_cluster
+from pssr_volume.cluster.spec import check_cluster
 from pssr_volume.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -50,7 +50,7 @@ def test_train_command_writes_a_model_that_learns(tmp_path, cli):
 
 
 def _tiny_config(tmp_path, out, **kw):
-    from pssr_volume.config import TrainConfig
+    from pssr_volume.train_config import TrainConfig
 
     _, hr = make_demo_volume((12, 16, 16), seed=5)  # HR: 12 x 64 x 64
     inp = tmp_path / "hr.tif"
@@ -278,9 +278,10 @@ def test_init_deepens_a_fast_model_from_exactly_its_output(tmp_path, cli):
 
 
 def test_init_arch_args_compare_with_the_architecture_defaults(tmp_path):
-    from pssr_volume.config import ModelConfig, TrainConfig
+    from pssr_volume.config import ModelConfig
     from pssr_volume.errors import PssrError
     from pssr_volume.train.init import adopt
+    from pssr_volume.train_config import TrainConfig
 
     model = ModelConfig(name="m", architecture="pssr-fast", arch_args={"width": 8, "blocks": 2})
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from conftest import write_tiff
 
-from pssr_volume.config import TrainConfig
 from pssr_volume.crappify.pipeline import Pipeline
 from pssr_volume.crappify.presets import pssr_pipeline, random_pipeline
 from pssr_volume.crappify.steps import Downsample, Gamma, Jpeg
 from pssr_volume.demo import make_demo_volume
 from pssr_volume.errors import PssrError
 from pssr_volume.train.data import Sampler, make_pair, open_sources, read_stack
+from pssr_volume.train_config import TrainConfig
 
 
 def _config(tmp_path, inputs, **kw):

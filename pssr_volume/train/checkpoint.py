@@ -14,8 +14,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pssr_volume.config import TrainConfig
 from pssr_volume.errors import PssrError
+from pssr_volume.train_config import TrainConfig
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "checkpoint.json"

@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from pssr_volume.blocks import apply_read_plan, box_slices, padded_read_plan
-from pssr_volume.config import NormalizationConfig, TrainConfig
+from pssr_volume.config import NormalizationConfig
 from pssr_volume.crappify.pipeline import Pipeline
 from pssr_volume.crappify.presets import get_preset, pssr_pipeline, random_pipeline
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
 from pssr_volume.noise import estimate_noise, network_input
+from pssr_volume.train_config import TrainConfig
 
 NORMALIZATION = NormalizationConfig(mode="percentile", low=0.1, high=99.9)
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from pssr_volume.bundled import resolve_model
-from pssr_volume.config import ModelConfig, TrainConfig
+from pssr_volume.config import ModelConfig
 from pssr_volume.errors import PssrError
 from pssr_volume.model import check_model, load_model
 from pssr_volume.nets.fast import ResBlock
 from pssr_volume.nets.registry import architectures
+from pssr_volume.train_config import TrainConfig
 
 _ADOPTED = ("architecture", "arch_args", "scale", "in_slices", "noise_input")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pssr_volume.config import ModelConfig, TrainConfig
+from pssr_volume.config import ModelConfig
 from pssr_volume.device import choose_device
 from pssr_volume.errors import PssrError
 from pssr_volume.model import save_model
@@ -37,6 +37,7 @@ from pssr_volume.train.validation import (
     selection_score,
     val_scores,
 )
+from pssr_volume.train_config import TrainConfig
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None,
