@@ -78,13 +78,14 @@ def area_mean(a: np.ndarray, scale: int) -> np.ndarray:
     if y % scale or x % scale:
         raise ValueError(f"shape {a.shape} is not a multiple of the scale {scale} in y and x")
     if a.dtype.kind in "iu" and a.dtype.itemsize * 8 + (scale**2 - 1).bit_length() <= 64:
-        return _cell_sums(a, scale) / float(scale * scale)
+        return integer_cell_sums(a, scale) / float(scale * scale)
     return a.reshape(z, y // scale, scale, x // scale, scale).mean(axis=(2, 4), dtype=np.float64)
 
 
-def _cell_sums(a: np.ndarray, s: int) -> np.ndarray:
-    """The exact sum over each ``s x s`` square of integer data: rows first (whole rows
-    added, contiguous), then each row sum's runs of ``s``, on ``s`` times fewer values."""
+def integer_cell_sums(a: np.ndarray, s: int) -> np.ndarray:
+    """The exact sum over each ``s x s`` square (in y and x) of integer data ``(z, y, x)``,
+    y and x multiples of ``s``: rows first (whole rows added, contiguous), then each row
+    sum's runs of ``s``, on ``s`` times fewer values."""
     bits = a.dtype.itemsize * 8 + (s * s - 1).bit_length()  # at most 64 (area_mean checks)
     size = next((b for b in (16, 32) if bits <= b), 64)
     acc = np.dtype(f"{'i' if a.dtype.kind == 'i' else 'u'}{size // 8}")
@@ -111,19 +112,39 @@ def block_residual(restored: np.ndarray, observed: np.ndarray, scale: int,
     return residual(back, observed, noise)
 
 
+def sums_residual(sums: np.ndarray, scale: int, lo: float, hi: float, observed: np.ndarray,
+                  noise: tuple[float, float] | None) -> Residual:
+    """The residual of stored integer voxels given as their sums over each ``scale`` square
+    (:func:`integer_cell_sums`; the grey levels ``lo``, ``hi`` normalise them) against
+    ``observed``: the stored voxels' means, normalised (an affine map, so the same figure as
+    the mean of the normalised voxels, to float32 rounding)."""
+    back = np.multiply(sums, np.float32(1.0 / (scale * scale * (hi - lo))), dtype=np.float32)
+    back -= np.float32(lo / (hi - lo))
+    if back.shape != observed.shape:
+        raise ValueError(f"restoration sums {sums.shape} do not cover input {observed.shape}")
+    return residual(back, observed, noise)
+
+
 def residual(back: np.ndarray, observed: np.ndarray,
              noise: tuple[float, float] | None) -> Residual:
     """The residual of a restoration already taken back to the input grid (``back``,
-    normalised, float64) against ``observed``."""
-    diff = np.subtract(back, observed, dtype=np.float64)
+    normalised) against ``observed``: differences in the wider of their float types (float32
+    for two float32 arrays), sums in float64."""
+    diff = np.subtract(back, observed, dtype=np.result_type(back, observed, np.float32))
     var = 0.0
     if noise is not None:
         a, b = noise
-        level = np.clip(observed, 0.0, 1.0, dtype=np.float64)  # a + b * level, at least 0
-        level *= b
-        level += a
-        var = float(np.sum(np.maximum(level, 0.0, out=level))) + NOISE_FLOOR**2 * observed.size
-    return Residual(float(np.sum(np.square(diff, out=diff))), var, int(observed.size))
+        if a >= 0 and a + b >= 0:  # a + b * level >= 0 on [0, 1]: the sum is affine
+            level = np.clip(observed, 0.0, 1.0).sum(dtype=np.float64)
+            var = a * observed.size + b * float(level)
+        else:
+            level = np.clip(observed, 0.0, 1.0, dtype=np.float64)  # a + b * level, >= 0
+            level *= b
+            level += a
+            var = float(np.sum(np.maximum(level, 0.0, out=level)))
+        var += NOISE_FLOOR**2 * observed.size
+    sum_sq = np.square(diff, out=diff).sum(dtype=np.float64)
+    return Residual(float(sum_sq), var, int(observed.size))
 
 
 def misfit_limit(reference: float | None) -> float:

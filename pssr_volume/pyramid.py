@@ -109,11 +109,17 @@ def downsample(data: np.ndarray, factors: Shape3, method: Downsampling = "mean")
         return np.ascontiguousarray(data[:: factors[0], :: factors[1], :: factors[2]])
     if method == "mode":
         return _mode(data, factors)
+    return mean_of_sums(cell_sums(data, factors), math.prod(factors), data.dtype)
+
+
+def cell_sums(data: np.ndarray, factors: Shape3) -> np.ndarray:
+    """The sum over each cell of ``factors`` (z, y, x; each 1 or 2), trailing partial cells
+    padded by edge replication: in a wide enough integer type for integer data (exact), in
+    float32 otherwise. :func:`mean_of_sums` turns them into the pooled level."""
     pad = [(0, -n % f) for n, f in zip(data.shape, factors)]
     if any(p for _, p in pad):
         data = np.pad(data, pad, mode="edge")
-    n = math.prod(factors)
-    acc_type = _accumulator(data.dtype, n)
+    acc_type = _accumulator(data.dtype, math.prod(factors))
     acc: np.ndarray | None = None
     if data.dtype == np.uint8 and factors[2] == 2 and data.strides[2] == 1:
         acc = _x_pair_sums(data)
@@ -128,13 +134,20 @@ def downsample(data: np.ndarray, factors: Shape3, method: Downsampling = "mean")
             acc += data[tuple(odd)]
         else:
             acc = acc[tuple(even)] + acc[tuple(odd)]
-    assert acc is not None
-    if acc_type.kind == "f":
-        acc *= acc_type.type(1.0 / n)
-        return acc.astype(data.dtype, copy=False)
-    acc += acc_type.type(n // 2)
-    acc >>= acc_type.type(n.bit_length() - 1)  # n is a power of two: floor division by n
-    return acc.astype(data.dtype, copy=False)
+    if acc is None:  # factors (1, 1, 1)
+        acc = data.astype(acc_type)
+    return acc
+
+
+def mean_of_sums(acc: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
+    """Cell sums of ``n`` voxels (:func:`cell_sums`, ``n`` a power of two) as means in
+    ``dtype``: integers rounded half up. Works in place on ``acc``."""
+    if acc.dtype.kind == "f":
+        acc *= acc.dtype.type(1.0 / n)
+        return acc.astype(dtype, copy=False)
+    acc += acc.dtype.type(n // 2)
+    acc >>= acc.dtype.type(n.bit_length() - 1)  # n is a power of two: floor division by n
+    return acc.astype(dtype, copy=False)
 
 
 def _x_pair_sums(data: np.ndarray) -> np.ndarray:

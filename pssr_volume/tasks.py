@@ -24,7 +24,7 @@ from pssr_volume.blocks import (
     box_slices,
     padded_read_plan,
 )
-from pssr_volume.consistency import Residual, area_mean, residual
+from pssr_volume.consistency import Residual, area_mean, sums_residual
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import normalize
 from pssr_volume.io.journal import Journal
@@ -91,21 +91,12 @@ def _replace_non_finite(data: np.ndarray, job: Job, read: Box) -> np.ndarray:
     return data
 
 
-def predict_tile(job: Job, tile: Box, times: Times | None = None,
-                 finish: bool = False) -> np.ndarray:
-    """Network output for an input tile: ``(nz, scale*ty, scale*tx)`` float32, one output
-    section per input section that has full z context; with ``finish``, already mapped
-    back, rounded and clipped to the output dtype on the device."""
-    x = read_tile(job, tile, times)
-    with _stage(times, "network"):
-        return network(job, x, job.noise, finish)
-
-
 def network(job: Job, x: np.ndarray, noise: tuple[float, float] | None,
             finish: bool = False) -> np.ndarray:
     """The job's network on normalised input sections ``x`` (``(z, y, x)``), with the noise
     model ``noise`` for a noise-aware model: one output section per input section that has
-    full z context."""
+    full z context, ``(nz, scale*ty, scale*tx)`` float32; with ``finish``, already mapped
+    back, rounded and clipped to the output dtype on the device."""
     k = 2 * job.grid.halo[0] + 1
     windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=0)  # (nz, ty, tx, k)
     tiles = np.array(np.moveaxis(windows, -1, 1), dtype=np.float32, order="C")
@@ -119,14 +110,18 @@ def network(job: Job, x: np.ndarray, noise: tuple[float, float] | None,
 
 
 def predict_block(job: Job, index: Index, times: Times | None = None,
-                  finish: bool = False) -> tuple[Box, np.ndarray]:
-    """The block's prediction over the output box it predicts (clipped to the volume)."""
+                  finish: bool = False) -> tuple[Box, np.ndarray, np.ndarray]:
+    """The block's prediction over the output box it predicts (clipped to the volume), and
+    its input core as the network saw it (normalised: the consistency figure's reference)."""
     block = job.grid.block_at(index)
-    pred = predict_tile(job, block.tile, times, finish)
+    x = read_tile(job, block.tile, times)
+    with _stage(times, "network"):
+        pred = network(job, x, job.noise, finish)
     s = job.grid.scale
     origin = (block.write[0][0], block.tile[1][0] * s, block.tile[2][0] * s)
     box = block.predicted(s, job.grid.out_shape)
-    return box, pred[box_slices(box, origin)]
+    core = x[box_slices(block.core, tuple(a for a, _ in block.tile))]
+    return box, pred[box_slices(box, origin)], core
 
 
 def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
@@ -154,33 +149,33 @@ def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
         write_all(writes)
 
 
-def _finish_block(job: Job, index: Index, values: np.ndarray,
-                  times: Times | None = None) -> tuple[Index, Times]:
+def _finish_block(job: Job, index: Index, values: np.ndarray, times: Times | None = None,
+                  observed: np.ndarray | None = None) -> tuple[Index, Times]:
     times = {} if times is None else times
     block = job.grid.block_at(index)
     last = job.stages[0].last
-    with _stage(times, "denormalise"):  # and pooling the next level, slab by slab
-        data, pooled = stored_voxels(values, *job.norm, job.dtype,
-                              job.levels[1].factors if last >= 1 else None)
+    with _stage(times, "denormalise"):  # pooling the next level and the cell sums, slab by slab
+        data, pooled, sums = stored_voxels(values, *job.norm, job.dtype,
+                                           job.levels[1].factors if last >= 1 else None,
+                                           cell=job.grid.scale)
     write_levels(job, 0, block.write, data, last, times, pooled)
     with _stage(times, "consistency"):
-        note = block_consistency(job, block.core, data).note()
+        if observed is None:
+            observed = read_tile(job, block.core)
+        note = block_consistency(job, observed, data, sums).note()
     Journal(job.output).mark(block_key(index), note)
     return index, times
 
 
-def block_consistency(job: Job, core: Box, data: np.ndarray) -> Residual:
-    """The block's stored voxels, degraded back to the input grid, against the input
-    (:mod:`pssr_volume.consistency`): a read of the block's input core, 1/scale^2 of what
-    it wrote."""
-    observed = read_tile(job, core)
-    back = area_mean(data, job.grid.scale)  # the stored voxels' means, then normalised (affine:
-    lo, hi = job.norm  # the same as the mean of the normalised voxels, 1/scale^2 of the work)
-    back -= lo
-    back /= hi - lo
-    if back.shape != observed.shape:
-        raise ValueError(f"block {data.shape} does not cover input {observed.shape}")
-    return residual(back, observed, job.noise)
+def block_consistency(job: Job, observed: np.ndarray, data: np.ndarray,
+                      sums: np.ndarray | None = None) -> Residual:
+    """The block's stored voxels, degraded back to the input grid, against its input core
+    ``observed`` (normalised; :mod:`pssr_volume.consistency`). ``sums``: the stored voxels'
+    sums over each input pixel's cell, where :func:`stored_voxels` made them."""
+    s = job.grid.scale
+    if sums is None:
+        sums = area_mean(data, s) * float(s * s)  # float data: its cell sums
+    return sums_residual(sums, s, *job.norm, observed, job.noise)
 
 
 def process_block(job: Job, index: Index) -> tuple[Index, Times]:
@@ -193,9 +188,9 @@ def process_block(job: Job, index: Index) -> tuple[Index, Times]:
 
     # on a GPU, round and clip there and copy back only the output bytes
     on_device = job.device.startswith("cuda") and can_finish(job.dtype)
-    box, pred = predict_block(job, index, times, finish=on_device)
+    box, pred, core = predict_block(job, index, times, finish=on_device)
     keep = pred[box_slices(block.write, tuple(a for a, _ in box))]
-    return _finish_block(job, index, keep, times)
+    return _finish_block(job, index, keep, times, core)
 
 
 def copy_block(job: Job, index: Index) -> tuple[Index, Times]:
@@ -217,7 +212,7 @@ def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
     pieces that fall into each block it overlaps (itself included)."""
     tune_allocator()
     grid = job.grid
-    box, pred = predict_block(job, index)
+    box, pred, _ = predict_block(job, index)
     s = grid.scale
     margin = (grid.halo[1] * s, grid.halo[2] * s)
     w = block_weights(job.blend, grid.block[1:], grid.out_shape[1:], margin, index[1:],

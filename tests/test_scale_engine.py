@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 from conftest import em_like, write_tiff
 
+from pssr_volume import stored_voxels as stored_voxels_module
 from pssr_volume.allocator import WORKER_ENVIRON
 from pssr_volume.cluster.executors import open_executor
 from pssr_volume.cluster.spec import check_cluster
 from pssr_volume.config import RunConfig
 from pssr_volume.consistency import area_mean, block_residual
-from pssr_volume.intensity import normalize
+from pssr_volume.intensity import denormalize, normalize
 from pssr_volume.plan import make_plan
+from pssr_volume.pyramid import downsample
+from pssr_volume.stored_voxels import stored_voxels
 from pssr_volume.tasks import block_consistency, read_tile
 
 
@@ -46,7 +49,7 @@ def test_a_blocks_consistency_is_the_mean_of_its_normalised_voxels(tmp_path, mod
     block = job.grid.block_at((0, 1, 1))
     rng = np.random.default_rng(1)
     data = rng.integers(0, 256, size=(2, 64, 64), dtype=np.uint8)
-    fast = block_consistency(job, block.core, data)
+    fast = block_consistency(job, read_tile(job, block.core), data)
     slow = block_residual(normalize(data, *job.norm), read_tile(job, block.core),
                           job.grid.scale, job.noise)
     assert fast.count == slow.count == 2 * 16 * 16
@@ -61,3 +64,30 @@ def test_local_workers_allocate_from_the_main_heap(tmp_path):
     with open_executor(spec) as ex:
         seen = ex.client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON})
     assert list(seen.values()) == [WORKER_ENVIRON]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+@pytest.mark.parametrize("factors", [None, (1, 2, 2), (2, 2, 2)])
+@pytest.mark.parametrize("cell", [0, 2, 3, 4])
+def test_the_one_pass_finish_equals_its_steps_on_the_whole_block(dtype, factors, cell,
+                                                                 monkeypatch):
+    """Stored voxels, the first pooled level and the consistency cell sums, made slab by
+    slab in one pass, are the bytes of denormalising, pooling and summing the whole block;
+    odd section counts, a cropped (strided) view and slabs of a few rows (a partial last
+    slab included)."""
+    monkeypatch.setattr(stored_voxels_module, "SLAB_BYTES", 4 * 96 * 10)
+    rng = np.random.default_rng(cell + len(dtype))
+    values = rng.normal(0.5, 0.4, size=(5, 300, 96)).astype(np.float32)
+    for view in (values, values[:, 6:294, 12:84]):
+        done = stored_voxels(view, 0.1, 0.9, dtype, factors, cell)
+        data = denormalize(view, 0.1, 0.9, dtype)
+        assert done.data.dtype == np.dtype(dtype) and np.array_equal(done.data, data)
+        if factors is None:
+            assert done.pooled is None
+        else:
+            assert np.array_equal(done.pooled, downsample(data, factors))
+        if cell == 0 or dtype == "float32":
+            assert done.sums is None
+        else:
+            assert np.array_equal(done.sums, area_mean(data, cell) * cell * cell)
+

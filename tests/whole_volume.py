@@ -7,7 +7,7 @@ import numpy as np
 from pssr_volume.blocks import box_slices
 from pssr_volume.intensity import denormalize
 from pssr_volume.plan import Job
-from pssr_volume.tasks import predict_tile
+from pssr_volume.tasks import network, read_tile
 
 
 def predict_whole(job: Job) -> np.ndarray:
@@ -18,7 +18,7 @@ def predict_whole(job: Job) -> np.ndarray:
     tile = [(-g.halo[0], g.in_shape[0] + g.halo[0])]
     for n, h in zip(g.in_shape[1:], g.halo[1:]):
         tile.append((-h, -(-n // g.grid) * g.grid + h))
-    pred = predict_tile(job, tuple(tile))
+    pred = network(job, read_tile(job, tuple(tile)), job.noise)
     s = g.scale
     origin = (0, tile[1][0] * s, tile[2][0] * s)
     full = tuple((0, n) for n in g.out_shape)
