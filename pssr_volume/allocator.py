@@ -17,8 +17,9 @@ where the C library is not glibc.
 That reaches the main heap only. A task runs in a worker thread, and a thread's own glibc
 arena cannot hold an allocation over 64 MiB: it maps and unmaps the network's output for
 every block whatever the settings (about 60 ms of page faults a 2 x 4096 x 4096 block). The
-worker processes this tool starts (``--cluster local`` and ``cuda``) therefore get
-:data:`WORKER_ENVIRON`: every thread allocates from the main heap. Engine-only steady state,
+worker processes this tool starts (``--cluster local``, ``cuda`` and ``slurm``: its job
+script exports it) therefore get :data:`WORKER_ENVIRON`: every thread allocates from the main
+heap. Engine-only steady state,
 benchmarks/bench_write.py: 162-167 instead of 111-117 output Mvoxel per CPU second, peak
 worker memory 0.86-1.10 instead of 0.88-0.90 GiB (docs/PERFORMANCE.md).
 """

@@ -49,6 +49,8 @@ def test_example_gpu_profile_makes_a_one_gpu_worker_job(tmp_path, monkeypatch):
     for line in ("#SBATCH -p gpu", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=30G",
                  "#SBATCH -t 04:00:00", "#SBATCH --gres=gpu:1", "module load cuda/12"):
         assert line in script, line
+    # the workers' allocator setting first, so that the profile's own lines can change it
+    assert script.index("export MALLOC_ARENA_MAX=1") < script.index("module load cuda/12")
     # one Dask thread per worker process; the job's cores become torch threads
     assert "--nthreads 1" in script and "--lifetime 225m" in script
     assert "--local-directory $TMPDIR" in script and "--death-timeout 120" in script

@@ -19,7 +19,9 @@ import pytest
 from conftest import blocks_done, digest, em_like, levels, wait_for, write_tiff
 from slurm_fixture import LocalSlurm, local_slurm_fixture  # noqa: F401  (local_slurm)
 
+from pssr_volume.allocator import WORKER_ENVIRON
 from pssr_volume.cluster import slurm as cluster_module
+from pssr_volume.cluster.executors import open_executor
 from pssr_volume.cluster.spec import check_cluster
 from pssr_volume.config import RunConfig
 
@@ -75,6 +77,16 @@ def test_slurm_profile_sets_the_device(tmp_path, local_slurm):
     assert check_cluster(base).device == "cpu"
     assert check_cluster(base.model_copy(update={"profile": gpu})).device == "cuda"
     assert check_cluster(base.model_copy(update={"profile": gpu, "device": "cpu"})).device == "cpu"
+
+
+def test_slurm_workers_allocate_from_the_main_heap(tmp_path, local_slurm):
+    """The worker jobs start with the environment of --cluster local workers
+    (allocator.WORKER_ENVIRON: glibc's main heap for every thread)."""
+    spec = check_cluster(RunConfig(input=tmp_path / "in.tif", output=tmp_path / "o",
+                                   cluster="slurm", profile=profile(tmp_path, local_slurm)))
+    with open_executor(spec) as ex:
+        seen = ex.client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON})
+    assert seen and all(env == WORKER_ENVIRON for env in seen.values()), seen
 
 
 def test_slurm_run_survives_a_lost_job_and_matches_local_run(tmp_path, local_slurm, volume,

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pssr_volume.allocator import WORKER_ENVIRON
 from pssr_volume.cluster.profile import SlurmProfile
 from pssr_volume.errors import PssrError, first_line
 
@@ -62,7 +63,10 @@ def slurm_cluster_kwargs(profile: SlurmProfile) -> dict[str, Any]:
         "job_name": profile.job_name,
         "job_extra_directives": directives,
         "job_directives_skip": list(profile.job_directives_skip),
-        "job_script_prologue": list(profile.job_script_prologue),
+        # the environment of --cluster local workers (allocator.WORKER_ENVIRON), then the
+        # profile's own lines (which may change it)
+        "job_script_prologue": [f"export {k}={v}" for k, v in WORKER_ENVIRON.items()]
+        + list(profile.job_script_prologue),
         "worker_extra_args": list(profile.worker_extra_args),
         "death_timeout": profile.death_timeout,
         "scheduler_options": {"dashboard_address": profile.dashboard_address},
