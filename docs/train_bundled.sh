@@ -46,19 +46,20 @@ if [ "$which" = legacy ]; then
   # The bundled 2-D model fine-tuned with MSE alone (to keep its PSNR) at lr 1e-4 on the 2d
   # inputs plus the SBEM training run, mussel sample 2 (sample 3 stays unseen: docs/lodo.sh
   # evaluates on it) and the HeLa SBEM training sections (HELA=DIR from
-  # docs/fetch_training_data.py; z 146-154 are left for evaluation), with `mix`.
+  # docs/fetch_training_data.py; z 146-154 are left for evaluation), with `mix`. LR and RUN
+  # (the folder's name) override lr 1e-4 and pssr-em-x4-legacy.
   M="$D/mussel_tissue_sem_tiles_vemstitch"
   hela=()
   if [ -n "${HELA:-}" ]; then
     mapfile -t hela < <(ls "$HELA"/ROI_6005_4739_81_z*.tif | grep -v -E 'z01[45][0-9]\.tif')
   fi
-  train "$OUT/pssr-em-x4-legacy" "$D/drosophila_vnc_sstem_stack1/raw" \
+  train "$OUT/${RUN:-pssr-em-x4-legacy}" "$D/drosophila_vnc_sstem_stack1/raw" \
     "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
     "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
     "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" \
     "$D/sbem_cdeep3m_mito_testsample/training_z010-029.tif" "$M"/sample_2/*.png "${hela[@]}" \
     --init pssr-em-x4 --name pssr-em-x4 --steps "${STEPS:-3000}" --val-every 500 \
-    --threads "${THREADS:-1}" --loss mse --lr 1e-4 --seed 4
+    --threads "${THREADS:-1}" --loss mse --lr "${LR:-1e-4}" --seed 4
 elif [ "$which" = broad ]; then
   init="$OUT/pssr-em-x4-de03c00.safetensors"
   if [ ! -f "$init" ]; then
