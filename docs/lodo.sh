@@ -23,7 +23,8 @@
 # source has one; the SBEM run's test file (z 81-85, a z-run no training ever reads); the
 # mussel SEM tiles of sample 3 (central 1024 px crops, stacked by this script into a TIFF:
 # evaluate reads volumes, and the tiles are 2-D sections of one slide).
-# A stopped run continues from its checkpoint (--resume).
+# A stopped run continues from its checkpoint (--resume). LEFT="vnc fib" trains only those
+# (and "all" the all-sources run).
 set -euo pipefail
 D=${PSSR_DATA:-../shared/data}
 OUT=${OUT:-results/lodo}
@@ -51,7 +52,7 @@ inputs_without() {  # the training inputs of every source but $1
 }
 
 if [[ $STAGE == all || $STAGE == train ]]; then
-  for left in all sbem mussel vnc fib; do
+  for left in ${LEFT:-all sbem mussel vnc fib}; do
     name="pssr-em-x4-without-$left" run="$OUT/without-$left"
     if [ "$left" = all ]; then name="pssr-em-x4-all-sources" run="$OUT/all-sources"; fi
     mapfile -t inputs < <(inputs_without "$left")
