@@ -362,6 +362,16 @@ bundled model where it never saw the data.
   leaves `pssr-em` at +0.69, 0.01 under the target; a three times lower learning rate does
   not protect the in-domain PSNR (+0.66, as at lr 1e-4). Neither is shipped: the hold-out is
   the check, not the means to choose among candidates, and both fail it.
+- JPEG is within reach of a model trained for it. The bundled model fine-tuned 1500 steps on
+  the `jpeg` degradation alone (4 x 4 integration, JPEG quality 75) on the VNC training sets
+  (`pssr-volume train <the three VNC inputs of docs/lodo.sh> --init pssr-em-x4 --crappifier
+  jpeg --noise-aware --steps 1500 --loss mse --lr 1e-4 --seed 5 --batch-size 16 --tile 192
+  --amp bf16 --threads 1 --out RUN`, its final step, restoring in bf16) gains +0.45 dB / +0.032
+  over bicubic under `jpeg` on all 20 sections of the VNC hold-out, where the bundled model
+  gains +0.27 / +0.030 (`pssr-volume evaluate ... --preset jpeg`). The information is in the
+  JPEG input; the JPEG cells above are held back by how rarely the training mix shows a
+  section compressed without noise before it (3.0 % of 20,000 `mix` draws, 1.8 % integrated;
+  JPEG at all 17.6 %), not by the compression itself.
 """
 
 
