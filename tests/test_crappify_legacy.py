@@ -13,7 +13,9 @@ from scipy.fft import dctn
 from pssr_volume.crappify.acquisition import airy_kernel
 from pssr_volume.crappify.pipeline import Pipeline
 from pssr_volume.crappify.presets import (
+    LEGACY_ODDS,
     PRESETS,
+    archive_pipeline,
     get_preset,
     legacy_pipeline,
     pssr_pipeline,
@@ -287,3 +289,21 @@ def test_pssr_mix_is_unchanged_by_the_legacy_steps() -> None:
     p = pssr_pipeline(rng(11))
     assert {s.kind for s in p.steps} <= {"blur", "downsample", "local_var_noise",
                                           "poisson_noise", "gaussian_noise"}
+
+
+def test_the_archive_mix_stores_clean_sections_more_often() -> None:
+    """``mix-archive`` draws the same kinds of steps as ``mix``; JPEG or 8-bit storage with no
+    noise added before it becomes several times more frequent (the JPEG cells of the
+    leave-one-dataset-out table, docs/RESULTS.md section 7)."""
+    noise = {"poisson_gaussian", "gaussian_noise", "poisson_noise", "local_var_noise",
+             "stripes"}
+
+    def clean_storage(draw) -> float:
+        kinds = [{s.kind for s in draw(rng(s)).steps} for s in range(1500)]
+        return float(np.mean([bool(k & {"jpeg", "quantize"}) and not k & noise
+                              for k in kinds]))
+
+    assert archive_pipeline(rng(5)) == archive_pipeline(rng(5))
+    assert random_pipeline(rng(5)) == random_pipeline(rng(5), 4, LEGACY_ODDS, 0.75)  # unchanged
+    mix, archive = clean_storage(random_pipeline), clean_storage(archive_pipeline)
+    assert 0.02 < mix < 0.07 and archive > 2.5 * mix, (mix, archive)

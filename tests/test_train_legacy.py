@@ -9,7 +9,7 @@ import pytest
 from conftest import write_tiff
 
 from pssr_volume.crappify.pipeline import Pipeline
-from pssr_volume.crappify.presets import pssr_pipeline, random_pipeline
+from pssr_volume.crappify.presets import archive_pipeline, pssr_pipeline, random_pipeline
 from pssr_volume.crappify.steps import Downsample, Gamma, Jpeg
 from pssr_volume.demo import make_demo_volume
 from pssr_volume.errors import PssrError
@@ -60,7 +60,8 @@ def test_the_target_gets_the_contrast_processing_not_the_degradation():
     assert make_pair(stack, plain, np.random.default_rng(1))[1].tobytes() == stack[1:2].tobytes()
 
 
-@pytest.mark.parametrize(("name", "draw"), [("mix", random_pipeline), ("mix-pssr", pssr_pipeline)])
+@pytest.mark.parametrize(("name", "draw"), [("mix", random_pipeline), ("mix-pssr", pssr_pipeline),
+                                           ("mix-archive", archive_pipeline)])
 def test_the_mixes_by_name(tmp_path, name, draw):
     _, hr = make_demo_volume((12, 16, 16), seed=5)
     inp = write_tiff(tmp_path / "hr.tif", hr, voxel=(50.0, 4.6, 4.6))

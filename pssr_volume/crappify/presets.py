@@ -134,10 +134,25 @@ LEGACY_ODDS = 0.35
 """The fraction of training degradations that model legacy data (:func:`legacy_pipeline`)."""
 
 
-def random_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
+ARCHIVE_ODDS = 0.5
+"""``mix-archive``: the fraction of legacy-data degradations, and of those without detector
+noise (:func:`archive_pipeline`)."""
+
+
+def archive_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
+    """Draw a training degradation of the ``mix-archive`` crappifier: :func:`random_pipeline`
+    with :data:`ARCHIVE_ODDS` legacy-data draws, half of them without detector noise. A
+    section stored (JPEG, 8 bits) with no noise added before it, as an archive holds a clean
+    acquisition, is then about 1 draw in 8 instead of 1 in 27 (``mix``)."""
+    return random_pipeline(rng, scale, legacy_odds=ARCHIVE_ODDS, noise_odds=ARCHIVE_ODDS)
+
+
+def random_pipeline(rng: np.random.Generator, scale: int = 4, legacy_odds: float = LEGACY_ODDS,
+                    noise_odds: float = 0.75) -> Pipeline:
     """Draw a training degradation (the ``mix`` crappifier): with probability
-    :data:`LEGACY_ODDS` a legacy-data one (:func:`legacy_pipeline`), otherwise one of the
-    PSSR/PSSR2-style mix (:func:`pssr_pipeline`).
+    ``legacy_odds`` (:data:`LEGACY_ODDS`) a legacy-data one (:func:`legacy_pipeline`, with
+    detector noise at odds ``noise_odds``), otherwise one of the PSSR/PSSR2-style mix
+    (:func:`pssr_pipeline`).
 
     All draws come from ``rng``, so the same generator state gives the same pipeline.
 
@@ -153,8 +168,8 @@ def random_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
     Pipeline
         Named ``"random"``; its ``scale`` equals ``scale``.
     """
-    if rng.random() < LEGACY_ODDS:
-        return legacy_pipeline(rng, scale)
+    if rng.random() < legacy_odds:
+        return legacy_pipeline(rng, scale, noise_odds)
     return pssr_pipeline(rng, scale)
 
 
@@ -225,7 +240,8 @@ def _tone(rng: np.random.Generator) -> Gamma | Stretch | Clahe:
                  kernel=int(rng.choice((32, 64, 128))))
 
 
-def legacy_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
+def legacy_pipeline(rng: np.random.Generator, scale: int = 4, noise_odds: float = 0.75
+                    ) -> Pipeline:
     """Draw a legacy-data training degradation: what an old section went through, in order.
 
     1. with probability 0.6, contrast processing (a tone step, which the training target
@@ -237,7 +253,7 @@ def legacy_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
     3. with probability 0.5, a ``PsfBlur``, FWHM U(0.25, 0.75) x ``scale`` HR px, Gaussian or
        Airy (even odds);
     4. the downsampling: ``"area"`` (p = 0.6) or ``"bilinear"``;
-    5. with probability 0.75, detector noise on the low-resolution grid:
+    5. with probability ``noise_odds`` (0.75), detector noise on the low-resolution grid:
        ``PoissonGaussian``, dose log-uniform in [10, 1000] counts at full scale, read std
        log-uniform in [0.002, 0.03];
     6. with probability 0.25, ``Stripes``: scan-line offsets of std log-uniform in
@@ -274,7 +290,7 @@ def legacy_pipeline(rng: np.random.Generator, scale: int = 4) -> Pipeline:
         fwhm = float(f"{rng.uniform(0.25, 0.75) * scale:.3g}")
         steps.append(PsfBlur(fwhm=fwhm, profile="gaussian" if rng.random() < 0.5 else "airy"))
     steps.append(Downsample(factor=scale, method="area" if rng.random() < 0.6 else "bilinear"))
-    if rng.random() < 0.75:
+    if rng.random() < noise_odds:
         steps.append(PoissonGaussian(dose=_log_uniform(rng, 10.0, 1000.0),
                                      read=_log_uniform(rng, 0.002, 0.03)))
     if rng.random() < 0.25:

@@ -15,7 +15,12 @@ import torch
 from pssr_volume.blocks import apply_read_plan, box_slices, padded_read_plan
 from pssr_volume.config import NormalizationConfig
 from pssr_volume.crappify.pipeline import Pipeline
-from pssr_volume.crappify.presets import get_preset, pssr_pipeline, random_pipeline
+from pssr_volume.crappify.presets import (
+    archive_pipeline,
+    get_preset,
+    pssr_pipeline,
+    random_pipeline,
+)
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import intensity_range, normalize, sample_volume
 from pssr_volume.io.inputs import InputVolume, open_input
@@ -26,10 +31,12 @@ NORMALIZATION = NormalizationConfig(mode="percentile", low=0.1, high=99.9)
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")
 """2-D image files a training input may also be (each one section; the volume readers of
 :func:`~pssr_volume.io.inputs.open_input` take the rest)."""
-MIXES = {"mix": random_pipeline, "mix-pssr": pssr_pipeline}
+MIXES = {"mix": random_pipeline, "mix-pssr": pssr_pipeline, "mix-archive": archive_pipeline}
 """Random training degradations by ``--crappifier`` name: ``mix`` (with the legacy-data
-degradations) and ``mix-pssr`` (the PSSR/PSSR2-style mix alone: what ``mix`` was when the
-earlier bundled models were trained, so their recipes still reproduce them)."""
+degradations), ``mix-pssr`` (the PSSR/PSSR2-style mix alone: what ``mix`` was when the
+earlier bundled models were trained, so their recipes still reproduce them) and
+``mix-archive`` (more legacy data, more of it stored without noise: JPEG or 8-bit archives of
+clean acquisitions)."""
 
 
 @dataclass(frozen=True)
