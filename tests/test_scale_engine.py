@@ -20,7 +20,7 @@ from pssr_volume.intensity import denormalize, normalize
 from pssr_volume.plan import make_plan
 from pssr_volume.pyramid import downsample
 from pssr_volume.stored_voxels import stored_voxels
-from pssr_volume.tasks import block_consistency, read_tile
+from pssr_volume.tasks import block_consistency, predict_block, read_tile
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "uint64"])
@@ -91,3 +91,18 @@ def test_the_one_pass_finish_equals_its_steps_on_the_whole_block(dtype, factors,
         else:
             assert np.array_equal(done.sums, area_mean(data, cell) * cell * cell)
 
+
+
+@pytest.mark.parametrize("model", ["fast", "fast3"])
+def test_the_observed_core_is_the_part_of_the_tile_the_network_read(tmp_path, models, model):
+    """The consistency figure's reference, cut from the tile the network read (halo and, for
+    three sections in, the neighbouring sections included), equals a fresh read of the block's
+    input core: for edge and interior blocks, and inside a region of interest."""
+    inp = write_tiff(tmp_path / "in.tif", em_like((6, 70, 90), seed=6))
+    for roi in (None, ((1, 5), (10, 60), (20, 84))):
+        job = make_plan(RunConfig(input=inp, output=tmp_path / f"o{roi is None}",
+                                  model=models[model], cluster="sync", block_shape=(2, 96, 128),
+                                  roi=roi)).job
+        for index in job.grid.indices():
+            _, _, core = predict_block(job, index)
+            np.testing.assert_array_equal(core, read_tile(job, job.grid.block_at(index).core))
