@@ -369,9 +369,16 @@ bundled model where it never saw the data.
   --amp bf16 --threads 1 --out RUN`, its final step, restoring in bf16) gains +0.45 dB / +0.032
   over bicubic under `jpeg` on all 20 sections of the VNC hold-out, where the bundled model
   gains +0.27 / +0.030 (`pssr-volume evaluate ... --preset jpeg`). The information is in the
-  JPEG input; the JPEG cells above are held back by how rarely the training mix shows a
+  JPEG input. Are the JPEG cells above held back by how rarely the training mix shows a
   section compressed without noise before it (3.0 % of 20,000 `mix` draws, 1.8 % integrated;
-  JPEG at all 17.6 %), not by the compression itself.
+  JPEG at all 17.6 %)? Not by that alone: the legacy fine-tune with `--crappifier
+  mix-archive` (11.9 % such draws; `MIX=mix-archive RUN=pssr-em-x4-archive HELA=DIR bash
+  docs/train_bundled.sh legacy`, bf16) gains under `jpeg` +0.24 / +0.032 on the VNC hold-out
+  (bundled +0.27), -0.33 / +0.005 on HeLa (bundled -0.57; the `mix` fine-tune at lr 3e-5
+  -0.31) and -0.11 / +0.006 on mussel sample 3 (bundled -0.19), and loses more in-domain
+  (`pssr-em` +0.63 on VNC). On unseen mussel it adds +0.46 / +0.39 dB under `pssr-em` /
+  `pssr2` over the bundled model. The specialist's gain is the specialist's: one quality, no
+  other step.
 """
 
 

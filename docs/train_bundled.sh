@@ -11,7 +11,7 @@
 #   HELA=DIR bash docs/train_bundled.sh legacy   # the bundled model fine-tuned (MSE) with the
 #                                       # legacy mix on those plus HeLa SBEM
 #   HELA=DIR bash docs/train_bundled.sh retrain  # the 2d recipe from scratch on every source
-#                                       # legacy uses, with mix-archive (MIX overrides)
+#                                       # legacy uses, with the legacy mix
 # The 2-D model is pssr-fast with two residual blocks per level, in two stages: 30000 steps from
 # scratch with loss 0.01 (1 - SSIM) + 0.99 MSE, then its final weights fine-tuned for 1500 steps
 # with MSE alone (lr 3e-4, seed 2; folder ft-mse); the shipped file is that fine-tune's final
@@ -31,8 +31,7 @@ D=${PSSR_DATA:-../shared/data}
 OUT=${OUT:-results/train}
 which=${1:?iso, 2d, broad, legacy or retrain}
 mix=${MIX:-mix-pssr}
-if [ "$which" = broad ] || [ "$which" = legacy ]; then mix=${MIX:-mix}; fi
-if [ "$which" = retrain ]; then mix=${MIX:-mix-archive}; fi
+if [ "$which" != iso ] && [ "$which" != 2d ]; then mix=${MIX:-mix}; fi
 common=(--noise-aware --crappifier "$mix" --batch-size 16 --tile 192 --val-tiles 48
         --amp bf16 --no-progress)
 
@@ -54,7 +53,7 @@ train() {  # folder, then flags
 if [ "$which" = retrain ]; then
   # The bundled 2-D model's two stages (see 2d below), from scratch, on the inputs of `legacy`
   # (mussel sample 3, the SBEM test run and HeLa z 146-154 stay unseen for docs/lodo.sh),
-  # with mix-archive. RUN names the folder (default pssr-em-x4-retrain; the fine-tune stage
+  # with `mix`. RUN names the folder (default pssr-em-x4-retrain; the fine-tune stage
   # is RUN-ft).
   M="$D/mussel_tissue_sem_tiles_vemstitch"
   mapfile -t hela < <(hela_training)
