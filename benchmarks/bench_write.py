@@ -202,7 +202,7 @@ def main() -> None:
     short, long = found["short"], found["long"]
     dv, dwall, dcpu = steady["output_mvoxel"], steady["wall_s"], steady["cpu_s"]
     stats = long["stats"]
-    stages = {k: float(v) for k, v in getattr(stats, "stage_seconds", {}).items()}
+    stages = {k: float(v) for k, v in stats.stage_seconds.items()}
     single = {name: {"input_shape": list(sh), "seconds": round(r["wall"], 3),
                      "cpu_s": round(r["cpu"], 3),
                      "mvoxel_s": round(r["voxels"] / 1e6 / r["wall"], 3),

@@ -35,7 +35,16 @@ if [ "$which" != iso ] && [ "$which" != 2d ]; then mix=${MIX:-mix}; fi
 common=(--noise-aware --crappifier "$mix" --batch-size 16 --tile 192 --val-tiles 48
         --amp bf16 --no-progress)
 
-hela_training() {  # the HeLa SBEM training sections (HELA=DIR; z 146-154 are for evaluation)
+M="$D/mussel_tissue_sem_tiles_vemstitch"
+# the bundled 2-D model's training inputs: two Drosophila VNC ssTEM sets and the FIB-SEM
+inputs_2d=("$D/drosophila_vnc_sstem_stack1/raw" "$D/isbi2012_sstem/train-volume.tif"
+           "$D/isbi2012_sstem/test-volume.tif" "$D/flyem_medulla_fibsem_10nm/training_sample1.tif"
+           "$D/flyem_medulla_fibsem_10nm/training_sample2.tif")
+
+legacy_inputs() {  # those, the SBEM training run, mussel sample 2 and the HeLa SBEM training
+  # sections (HELA=DIR from docs/fetch_training_data.py; z 146-154 are for evaluation)
+  printf '%s\n' "${inputs_2d[@]}" "$D/sbem_cdeep3m_mito_testsample/training_z010-029.tif" \
+    "$M"/sample_2/*.png
   if [ -n "${HELA:-}" ]; then
     ls "$HELA"/ROI_6005_4739_81_z*.tif | grep -v -E 'z01[45][0-9]\.tif'
   fi
@@ -55,13 +64,7 @@ if [ "$which" = retrain ]; then
   # (mussel sample 3, the SBEM test run and HeLa z 146-154 stay unseen for docs/lodo.sh),
   # with `mix`. RUN names the folder (default pssr-em-x4-retrain; the fine-tune stage
   # is RUN-ft).
-  M="$D/mussel_tissue_sem_tiles_vemstitch"
-  mapfile -t hela < <(hela_training)
-  inputs=("$D/drosophila_vnc_sstem_stack1/raw" "$D/isbi2012_sstem/train-volume.tif"
-          "$D/isbi2012_sstem/test-volume.tif" "$D/flyem_medulla_fibsem_10nm/training_sample1.tif"
-          "$D/flyem_medulla_fibsem_10nm/training_sample2.tif"
-          "$D/sbem_cdeep3m_mito_testsample/training_z010-029.tif" "$M"/sample_2/*.png
-          "${hela[@]}")
+  mapfile -t inputs < <(legacy_inputs)
   run="$OUT/${RUN:-pssr-em-x4-retrain}"
   train "$run" "${inputs[@]}" --name pssr-em-x4 --architecture pssr-fast --arch-arg blocks=2 \
     --steps "${STEPS:-30000}" --val-every 1000 --threads "${THREADS:-2}" --loss mse-ssim \
@@ -77,13 +80,8 @@ elif [ "$which" = legacy ]; then
   # evaluates on it) and the HeLa SBEM training sections (HELA=DIR from
   # docs/fetch_training_data.py; z 146-154 are left for evaluation), with `mix`. LR and RUN
   # (the folder's name) override lr 1e-4 and pssr-em-x4-legacy.
-  M="$D/mussel_tissue_sem_tiles_vemstitch"
-  mapfile -t hela < <(hela_training)
-  train "$OUT/${RUN:-pssr-em-x4-legacy}" "$D/drosophila_vnc_sstem_stack1/raw" \
-    "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
-    "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
-    "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" \
-    "$D/sbem_cdeep3m_mito_testsample/training_z010-029.tif" "$M"/sample_2/*.png "${hela[@]}" \
+  mapfile -t inputs < <(legacy_inputs)
+  train "$OUT/${RUN:-pssr-em-x4-legacy}" "${inputs[@]}" \
     --init pssr-em-x4 --name pssr-em-x4 --steps "${STEPS:-3000}" --val-every 500 \
     --threads "${THREADS:-1}" --loss mse --lr "${LR:-1e-4}" --seed 4
 elif [ "$which" = broad ]; then
@@ -93,11 +91,7 @@ elif [ "$which" = broad ]; then
     git show de03c00:pssr_volume/models/pssr-em-x4.safetensors > "$init.part"
     mv "$init.part" "$init"
   fi
-  M="$D/mussel_tissue_sem_tiles_vemstitch"
-  train "$OUT/pssr-em-x4-broad" "$D/drosophila_vnc_sstem_stack1/raw" \
-    "$D/isbi2012_sstem/train-volume.tif" "$D/isbi2012_sstem/test-volume.tif" \
-    "$D/flyem_medulla_fibsem_10nm/training_sample1.tif" \
-    "$D/flyem_medulla_fibsem_10nm/training_sample2.tif" \
+  train "$OUT/pssr-em-x4-broad" "${inputs_2d[@]}" \
     "$D/sbem_cdeep3m_mito_testsample/training_z010-029.tif" "$M"/sample_2/*.png \
     "$M"/sample_3/*.png --init "$init" --name pssr-em-x4 --steps "${STEPS:-3000}" \
     --val-every 500 --threads "${THREADS:-1}" --loss mse-ssim --ssim-weight 0.01 --lr 3e-4 \
@@ -115,9 +109,7 @@ else
   tag="" deep=()
   if [ "$blocks" != 1 ]; then tag=deep- deep=(--arch-arg "blocks=$blocks"); fi
   if [ "$loss" = mse-ssim ]; then tag=${tag}mse-; fi
-  inputs=("$D/drosophila_vnc_sstem_stack1/raw" "$D/isbi2012_sstem/train-volume.tif"
-          "$D/isbi2012_sstem/test-volume.tif" "$D/flyem_medulla_fibsem_10nm/training_sample1.tif"
-          "$D/flyem_medulla_fibsem_10nm/training_sample2.tif")
+  inputs=("${inputs_2d[@]}")
   run="$OUT/pssr-em-x4-${tag}w$w${WIDTH:+-width$WIDTH}"
   train "$run" "${inputs[@]}" --name pssr-em-x4 \
     --architecture "${ARCH:-pssr-fast}" --steps "${STEPS:-30000}" --val-every 1000 \

@@ -77,18 +77,28 @@ def area_mean(a: np.ndarray, scale: int) -> np.ndarray:
     z, y, x = a.shape
     if y % scale or x % scale:
         raise ValueError(f"shape {a.shape} is not a multiple of the scale {scale} in y and x")
-    if a.dtype.kind in "iu" and a.dtype.itemsize * 8 + (scale**2 - 1).bit_length() <= 64:
+    if cell_sum_type(a.dtype, scale) is not None:
         return integer_cell_sums(a, scale) / float(scale * scale)
     return a.reshape(z, y // scale, scale, x // scale, scale).mean(axis=(2, 4), dtype=np.float64)
 
 
+def cell_sum_type(dtype: np.dtype, s: int) -> np.dtype | None:
+    """The integer type that holds the sum over an ``s x s`` cell of ``dtype`` values
+    exactly; ``None`` for non-integer data or a sum that needs more than 64 bits."""
+    bits = dtype.itemsize * 8 + (s * s - 1).bit_length()
+    if dtype.kind not in "iu" or bits > 64:
+        return None
+    size = next(b for b in (16, 32, 64) if bits <= b)
+    return np.dtype(f"{'i' if dtype.kind == 'i' else 'u'}{size // 8}")
+
+
 def integer_cell_sums(a: np.ndarray, s: int) -> np.ndarray:
     """The exact sum over each ``s x s`` square (in y and x) of integer data ``(z, y, x)``,
-    y and x multiples of ``s``: rows first (whole rows added, contiguous), then each row
-    sum's runs of ``s``, on ``s`` times fewer values."""
-    bits = a.dtype.itemsize * 8 + (s * s - 1).bit_length()  # at most 64 (area_mean checks)
-    size = next((b for b in (16, 32) if bits <= b), 64)
-    acc = np.dtype(f"{'i' if a.dtype.kind == 'i' else 'u'}{size // 8}")
+    y and x multiples of ``s``, in :func:`cell_sum_type`: rows first (whole rows added,
+    contiguous), then each row sum's runs of ``s``, on ``s`` times fewer values."""
+    acc = cell_sum_type(a.dtype, s)
+    if acc is None:
+        raise ValueError(f"no exact integer sum of {s} x {s} cells of {a.dtype}")
     z, y, x = a.shape
     bands = a.reshape(z, y // s, s, x)
     rows = bands[:, :, 0].astype(acc)

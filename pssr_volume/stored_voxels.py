@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pssr_volume.consistency import integer_cell_sums
+from pssr_volume.consistency import cell_sum_type, integer_cell_sums
 from pssr_volume.intensity import denormalize
 from pssr_volume.pyramid import cell_sums, downsample, mean_of_sums
 from pssr_volume.types import Shape3
@@ -42,8 +42,8 @@ def stored_voxels(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtyp
     ``cell`` square in y and x (y and x must be multiples of ``cell``; ``None`` where they
     would not fit 64 bits)."""
     dtype = np.dtype(dtype)
-    if dtype.kind not in "iu" or dtype.itemsize * 8 + (cell * cell - 1).bit_length() > 64:
-        cell = 0  # no exact integer sums: the caller takes the float mean
+    sum_type = cell_sum_type(dtype, cell) if cell else None
+    cell = cell if sum_type else 0  # no exact integer sums: the caller takes the float mean
     if values.dtype == dtype and dtype.kind != "f":  # finished on the device already
         done = np.ascontiguousarray(values)
         return StoredVoxels(done, None if factors is None else downsample(done, factors),
@@ -60,29 +60,19 @@ def stored_voxels(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtyp
     pooled = None
     if factors is not None:
         pooled = np.empty(tuple(math.ceil(n / f) for n, f in zip(values.shape, factors)), dtype)
-    sums = np.empty((nz, ny // cell, nx // cell), _sum_type(dtype, cell)) if cell else None
+    sums = np.empty((nz, ny // cell, nx // cell), sum_type) if cell else None
     # the cell sums from the pooled level's 2 x 2 sums, where those hold whole cells
-    reuse = (cell % 2 == 0 and (fz, fy, fx) == (1, 2, 2))
+    reuse = cell % 2 == 0 and (fz, fy, fx) == (1, 2, 2)
     for z in range(0, nz, fz):
         for y in range(0, ny, rows):
             part = out[z : z + fz, y : y + rows]
             denormalize(values[z : z + fz, y : y + rows], lo, hi, dtype, out=part)
-            ys = slice(y // fy, (y + part.shape[1] + fy - 1) // fy)
-            if factors is not None:
-                acc = cell_sums(part, factors)
-                if sums is not None:
-                    half = acc if reuse else part
-                    sums[z : z + fz, y // cell : (y + part.shape[1]) // cell] = (
-                        integer_cell_sums(half, cell // 2 if reuse else cell))
-                assert pooled is not None
-                pooled[z // fz, ys] = mean_of_sums(acc, fz * fy * fx, dtype)[0]
-            elif sums is not None:
+            acc = None if factors is None else cell_sums(part, factors)
+            if sums is not None:  # before mean_of_sums, which works in place on acc
+                whole = (acc, cell // 2) if reuse else (part, cell)
                 sums[z : z + fz, y // cell : (y + part.shape[1]) // cell] = (
-                    integer_cell_sums(part, cell))
+                    integer_cell_sums(*whole))
+            if pooled is not None and acc is not None:
+                ys = slice(y // fy, (y + part.shape[1] + fy - 1) // fy)
+                pooled[z // fz, ys] = mean_of_sums(acc, fz * fy * fx, dtype)[0]
     return StoredVoxels(out, pooled, sums)
-
-
-def _sum_type(dtype: np.dtype, cell: int) -> np.dtype:
-    bits = dtype.itemsize * 8 + (cell * cell - 1).bit_length()
-    size = next((b for b in (16, 32) if bits <= b), 64)
-    return np.dtype(f"{'i' if dtype.kind == 'i' else 'u'}{size // 8}")
