@@ -104,18 +104,20 @@ class Workers:
     def total(self, fn: Any) -> float:
         return float(sum(self.client.run(fn).values()))
 
-    def run(self, cfg: dict[str, Any]) -> tuple[float, Any, int, float, int]:
-        """One run: wall seconds, stats, peak worker RSS KiB, and the CPU seconds and
-        minor page faults of the workers during the run."""
+    def run(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """One run: wall seconds, stats, peak worker RSS KiB, the CPU seconds and minor page
+        faults of the workers during the run, and this process's CPU seconds (the driver,
+        with the cluster's scheduler)."""
         config = RunConfig(cluster=self.cluster.scheduler_address, progress=False, **cfg)
         cpu0, faults0 = self.total(_cpu_seconds), self.total(_minor_faults)
-        t0 = time.perf_counter()
+        driver0, t0 = _cpu_seconds(), time.perf_counter()
         stats = run(config)
-        wall = time.perf_counter() - t0
+        wall, driver = time.perf_counter() - t0, _cpu_seconds() - driver0
         cpu = self.total(_cpu_seconds) - cpu0
         faults = int(self.total(_minor_faults) - faults0)
         rss = max(self.client.run(peak_rss_kib).values())
-        return wall, stats, rss, cpu, faults
+        return {"wall": wall, "stats": stats, "rss": rss, "cpu": cpu, "faults": faults,
+                "driver_cpu": driver}
 
     def close(self) -> None:
         self.client.close()
@@ -156,14 +158,12 @@ def level_files(out: Path) -> dict[str, dict[str, int]]:
 
 def _run(workers: Workers, inp: Path, model: Path, out: Path, args: argparse.Namespace,
          extra: dict[str, Any]) -> dict[str, Any]:
-    """One engine run on ``inp``: wall and worker CPU seconds, stats, peak RSS, page faults,
-    output."""
+    """One engine run on ``inp``: :meth:`Workers.run`'s figures, the output and its voxels."""
     cfg = {"input": inp, "output": out, "model": model, "ngff_version": args.ngff_version,
            **extra}
-    wall, stats, rss, cpu, faults = workers.run(cfg)
+    figures = workers.run(cfg)
     voxels = int(np.prod(zarr.open_array(str(out / "0"), mode="r").shape))
-    return {"wall": wall, "stats": stats, "rss": rss, "cpu": cpu, "faults": faults,
-            "out": out, "voxels": voxels}
+    return {**figures, "out": out, "voxels": voxels}
 
 
 def steady_state(short: dict[str, Any], long: dict[str, Any], zstd_mvoxel_s: float,
@@ -181,6 +181,8 @@ def steady_state(short: dict[str, Any], long: dict[str, Any], zstd_mvoxel_s: flo
     return {"output_mvoxel": round(dv, 3), "wall_s": round(dwall, 3), "cpu_s": round(dcpu, 3),
             "ratio_per_core_to_zstd1": round(dv / dwall / cores / zstd_mvoxel_s, 4),
             "faults_per_block": round((long["faults"] - short["faults"]) / max(blocks, 1)),
+            "driver_ms_per_block": round(
+                1e3 * (long["driver_cpu"] - short["driver_cpu"]) / max(blocks, 1), 2),
             "mvoxel_s": round(dv / dwall, 3), "cores_used": round(dcpu / dwall, 3),
             "mvoxel_per_cpu_s": round(dv / dcpu, 3),
             "ratio_per_cpu_s_to_zstd1": round(dv / dcpu / zstd_mvoxel_s, 4),
@@ -284,7 +286,8 @@ def main() -> None:
           + f"); without the stand-in network's {steady['network_s']:.2f} s: "
           f"{steady['engine_own_ratio_to_zstd1']:.4f}; per core of the machine (idle counted): "
           f"{steady['ratio_per_core_to_zstd1']:.4f}; "
-          f"{steady['faults_per_block']} page faults a block")
+          f"{steady['faults_per_block']} page faults a block; the driver's CPU: "
+          f"{steady['driver_ms_per_block']} ms a block")
     print("every pair (ratio, without the network, per core, Mvoxel/s, faults a block): "
           + "; ".join(f"{p['ratio_per_cpu_s_to_zstd1']:.3f}, {p['engine_own_ratio_to_zstd1']:.3f}"
                       f", {p['ratio_per_core_to_zstd1']:.3f}, {p['mvoxel_s']:.0f}, "
