@@ -379,6 +379,18 @@ bundled model where it never saw the data.
   (`pssr-em` +0.63 on VNC). On unseen mussel it adds +0.46 / +0.39 dB under `pssr-em` /
   `pssr2` over the bundled model. The specialist's gain is the specialist's: one quality, no
   other step.
+- Twice the budget lifts the left-out model a little on every degradation, to the target on
+  none. The VNC-left-out model trained 4000 steps instead of 2000 (`STAGE=train LEFT=vnc
+  STEPS=4000 bash docs/lodo.sh`, about 50 minutes of one core; scored as the table, `pssr-volume
+  evaluate --hr <VNC hold-out> --z 0:10` with the four presets and `--model pssr-em-x4` beside
+  it, which reproduces its row above) gains +0.53 / -0.012, +0.28 / -0.013, +0.28 / +0.019 and
+  +0.22 / +0.022 under `pssr-em`, `pssr2`, `integrate-read` and `jpeg`, against +0.48 / -0.021,
+  +0.20 / -0.027, +0.20 / +0.010 and +0.18 / +0.017 at 2000 steps: +0.04 to +0.08 dB and +0.005
+  to +0.014 SSIM for the doubling. At that rate `pssr2` and `integrate-read` would reach +0.35
+  dB after one more doubling, but SSIM under `pssr-em` and `pssr2` (+0.009 to +0.014 a
+  doubling) would need two or three more to pass +0.01, and `jpeg` (+0.04 a doubling) three or
+  more, which is the bundled model's budget, and that model gains +0.20 under `jpeg` on the
+  very tissue it trained on.
 """
 
 
