@@ -32,6 +32,9 @@ def test_readme_quick_start(tmp_path, monkeypatch, cli):
         assert argv[0].endswith("pssr-volume")
         code, _, err = cli(*argv[1:], "--no-progress" if argv[1] == "run" else "--seed=0")
         assert code == 0, err
+        # the demo input fits the bundled model: a new user's first run raises no alarm (the
+        # synthetic scene once looked 4x finer than declared to the scale check: +0.31 dB)
+        assert "warning" not in err, err
     group = zarr.open_group("demo.ome.zarr", mode="r")
     # what the README promises about the result
     assert group["0"].shape == (4, 768, 640)
