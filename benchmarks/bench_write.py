@@ -84,10 +84,9 @@ def _minor_faults() -> int:
 
 class Workers:
     """One local Dask cluster of single-threaded worker processes for the whole benchmark,
-    started as ``--cluster local`` starts its own, so every run after the warm-up finds the
-    workers as a long run's later blocks do: imports done, the C heap grown to its working
-    size (a fresh worker's first blocks page-fault their big arrays in, which the kernel
-    zeroes first)."""
+    started as ``--cluster local`` starts its own, so every run after the warm-up finds its
+    workers' imports done and their C heap grown (a run may still grow it once, by chance:
+    see the module's notes on ``--long``)."""
 
     def __init__(self, workers: int):
         from dask.distributed import Client, LocalCluster
@@ -177,12 +176,15 @@ def steady_state(short: dict[str, Any], long: dict[str, Any], zstd_mvoxel_s: flo
     dwall, dcpu = long["wall"] - short["wall"], long["cpu"] - short["cpu"]
     dnet = (long["stats"].stage_seconds.get("network", 0.0)
             - short["stats"].stage_seconds.get("network", 0.0))
-    blocks = long["stats"].blocks_total - short["stats"].blocks_total
+    blocks = max(1, long["stats"].blocks_total - short["stats"].blocks_total)
+
+    def per_block(key: str) -> float:
+        return (long[key] - short[key]) / blocks
+
     return {"output_mvoxel": round(dv, 3), "wall_s": round(dwall, 3), "cpu_s": round(dcpu, 3),
             "ratio_per_core_to_zstd1": round(dv / dwall / cores / zstd_mvoxel_s, 4),
-            "faults_per_block": round((long["faults"] - short["faults"]) / max(blocks, 1)),
-            "driver_ms_per_block": round(
-                1e3 * (long["driver_cpu"] - short["driver_cpu"]) / max(blocks, 1), 2),
+            "faults_per_block": round(per_block("faults")),
+            "driver_ms_per_block": round(1e3 * per_block("driver_cpu"), 2),
             "mvoxel_s": round(dv / dwall, 3), "cores_used": round(dcpu / dwall, 3),
             "mvoxel_per_cpu_s": round(dv / dcpu, 3),
             "ratio_per_cpu_s_to_zstd1": round(dv / dcpu / zstd_mvoxel_s, 4),
