@@ -39,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -53,7 +54,8 @@ import numpy as np
 import zarr
 from bench_engine import make_input, peak_rss_kib
 
-from pssr_volume.cluster.executors import worker_environ
+from pssr_volume.allocator import WORKER_ENVIRON
+from pssr_volume.cluster.settings import cluster_settings
 from pssr_volume.config import ModelConfig, RunConfig
 from pssr_volume.model import save_model
 from pssr_volume.nets.fast import Pointwise
@@ -76,10 +78,43 @@ def _cpu_seconds() -> float:
     return t.user + t.system
 
 
+def _cpu_model() -> str:
+    """The CPU's name (ratios to zstd-1 differ between CPUs: name it beside them)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _thread_seconds(name: str) -> float:
+    """CPU seconds of this process's Python threads called ``name``: a worker's event loop
+    runs in its ``MainThread``, the driver's (scheduler and client) in ``IO loop``."""
+    import threading
+
+    import psutil
+
+    ids = {t.native_id for t in threading.enumerate() if t.name == name}
+    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ids)
+
+
+def _worker_loop_seconds() -> float:
+    return _thread_seconds("MainThread")
+
+
 def _minor_faults() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _dask_defaults() -> Any:
+    """Dask's own settings with the workers' allocator environment: what --cluster local ran
+    with before :mod:`pssr_volume.cluster.settings` (``--dask-defaults``)."""
+    import dask
+
+    key = "distributed.nanny.pre-spawn-environ"
+    return dask.config.set({key: {**dask.config.get(key, {}), **WORKER_ENVIRON}})
 
 
 class Workers:
@@ -88,14 +123,15 @@ class Workers:
     workers' imports done and their C heap grown (a run may still grow it once, by chance:
     see the module's notes on ``--long``)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, dask_defaults: bool = False):
         from dask.distributed import Client, LocalCluster
 
-        with worker_environ():  # the workers' environment of --cluster local
+        settings = _dask_defaults() if dask_defaults else cluster_settings()
+        with settings:  # the workers and scheduler of --cluster local, or Dask's defaults
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
                                         processes=True, dashboard_address=None,
                                         silence_logs=logging.ERROR)
-        self.client = Client(self.cluster)
+            self.client = Client(self.cluster)
         self.client.run(lambda: __import__("pssr_volume.tasks") and None)
         threads = max(1, (os.cpu_count() or 1) // workers)
         self.client.run(lambda: __import__("torch").set_num_threads(threads))  # as local
@@ -105,18 +141,21 @@ class Workers:
 
     def run(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """One run: wall seconds, stats, peak worker RSS KiB, the CPU seconds and minor page
-        faults of the workers during the run, and this process's CPU seconds (the driver,
-        with the cluster's scheduler)."""
+        faults of the workers during the run, this process's CPU seconds (the driver, with
+        the cluster's scheduler) and the CPU seconds of Dask's event loops (the workers'
+        and the driver's: Dask's own bookkeeping)."""
         config = RunConfig(cluster=self.cluster.scheduler_address, progress=False, **cfg)
         cpu0, faults0 = self.total(_cpu_seconds), self.total(_minor_faults)
+        loops0 = self.total(_worker_loop_seconds) + _thread_seconds("IO loop")
         driver0, t0 = _cpu_seconds(), time.perf_counter()
         stats = run(config)
         wall, driver = time.perf_counter() - t0, _cpu_seconds() - driver0
         cpu = self.total(_cpu_seconds) - cpu0
+        loops = self.total(_worker_loop_seconds) + _thread_seconds("IO loop") - loops0
         faults = int(self.total(_minor_faults) - faults0)
         rss = max(self.client.run(peak_rss_kib).values())
         return {"wall": wall, "stats": stats, "rss": rss, "cpu": cpu, "faults": faults,
-                "driver_cpu": driver}
+                "driver_cpu": driver, "dask_loops_cpu": loops}
 
     def close(self) -> None:
         self.client.close()
@@ -185,6 +224,7 @@ def steady_state(short: dict[str, Any], long: dict[str, Any], zstd_mvoxel_s: flo
             "ratio_per_core_to_zstd1": round(dv / dwall / cores / zstd_mvoxel_s, 4),
             "faults_per_block": round(per_block("faults")),
             "driver_ms_per_block": round(1e3 * per_block("driver_cpu"), 2),
+            "dask_loops_ms_per_block": round(1e3 * per_block("dask_loops_cpu"), 2),
             "mvoxel_s": round(dv / dwall, 3), "cores_used": round(dcpu / dwall, 3),
             "mvoxel_per_cpu_s": round(dv / dcpu, 3),
             "ratio_per_cpu_s_to_zstd1": round(dv / dcpu / zstd_mvoxel_s, 4),
@@ -204,6 +244,9 @@ def main() -> None:
                    help="short/long pairs (the median pair is reported) and zstd passes (best)")
     p.add_argument("--warm-up", type=int, default=1,
                    help="long runs first, discarded (workers as a long run's later blocks)")
+    p.add_argument("--dask-defaults", action="store_true",
+                   help="workers and scheduler with Dask's default settings instead of "
+                        "pssr_volume.cluster.settings (to compare)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     shape = shape_arg(args.shape)
@@ -221,7 +264,7 @@ def main() -> None:
         for name, sh in (("short", shape), ("long", long_shape)):
             inputs[name] = Path(tmp) / f"{name}.tif"
             make_input(inputs[name], sh)  # the long input begins with the short one's sections
-        workers = Workers(args.workers)
+        workers = Workers(args.workers, args.dask_defaults)
         try:
             for i in range(args.warm_up):  # discarded: the first runs of a worker pay more
                 _run(workers, inputs["long"], model, Path(tmp) / f"warm-up{i}.ome.zarr", args,
@@ -256,11 +299,13 @@ def main() -> None:
                      "mvoxel_per_cpu_s": round(r["voxels"] / 1e6 / r["cpu"], 3)}
               for (name, r), sh in zip(found.items(), (shape, long_shape))}
     results = {
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(), "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
         "load": round(os.getloadavg()[0], 1),
         "python": platform.python_version(), "zarr": zarr.__version__,
         "numcodecs": numcodecs.__version__, "output_shape": out_shape, "workers": args.workers,
         "ngff_version": args.ngff_version, **{k: list(v) for k, v in extra.items()},
+        "dask_settings": "dask defaults" if args.dask_defaults else "pssr_volume.cluster.settings",
         "runs": single, "steady": steady,
         "zstd1": {k: round(v, 3) if isinstance(v, float) else v for k, v in zstd.items()},
         "write_blocks": stats.blocks_total, "pyramid_tasks": stats.pyramid_tasks,
@@ -289,7 +334,8 @@ def main() -> None:
           f"{steady['engine_own_ratio_to_zstd1']:.4f}; per core of the machine (idle counted): "
           f"{steady['ratio_per_core_to_zstd1']:.4f}; "
           f"{steady['faults_per_block']} page faults a block; the driver's CPU: "
-          f"{steady['driver_ms_per_block']} ms a block")
+          f"{steady['driver_ms_per_block']} ms a block; Dask's event loops (workers' and "
+          f"driver's): {steady['dask_loops_ms_per_block']} ms a block")
     print("every pair (ratio, without the network, per core, Mvoxel/s, faults a block): "
           + "; ".join(f"{p['ratio_per_cpu_s_to_zstd1']:.3f}, {p['engine_own_ratio_to_zstd1']:.3f}"
                       f", {p['ratio_per_core_to_zstd1']:.3f}, {p['mvoxel_s']:.0f}, "

@@ -107,6 +107,19 @@ def wait_for(predicate, what: str, timeout: float = 120.0, step: float = 0.005) 
         time.sleep(step)
 
 
+# a Dask server's periodic work under pssr_volume.cluster.settings: no statistical profiler,
+# the latency tick every second and the system monitor every 2 s (milliseconds)
+QUIET = {"profile": None, "tick": 1000, "monitor": 2000}
+
+
+def periodic_work(dask_worker=None, dask_scheduler=None) -> dict:
+    """What a Dask worker or scheduler runs periodically (``client.run`` and
+    ``run_on_scheduler`` pass it in): the callbacks :data:`QUIET` names, and their periods."""
+    server = dask_worker or dask_scheduler
+    found = {name: server.periodic_callbacks.get(name) for name in QUIET}
+    return {name: getattr(pc, "callback_time", None) for name, pc in found.items()}
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Model files: ``pointwise`` (exact stand-in), ``fast`` and ``fast3`` (random

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import em_like, write_tiff
+from conftest import QUIET, em_like, periodic_work, write_tiff
 
 from pssr_volume import stored_voxels as stored_voxels_module
 from pssr_volume.allocator import WORKER_ENVIRON
@@ -57,13 +57,17 @@ def test_a_blocks_consistency_is_the_mean_of_its_normalised_voxels(tmp_path, mod
     assert fast.sum_var == pytest.approx(slow.sum_var, rel=1e-12)
 
 
-def test_local_workers_allocate_from_the_main_heap(tmp_path):
+def test_local_workers_allocate_from_the_main_heap_and_keep_dask_quiet(tmp_path):
     inp = write_tiff(tmp_path / "in.tif", em_like((1, 16, 16)))
     spec = check_cluster(RunConfig(input=inp, output=tmp_path / "o", cluster="local",
                                    workers=1, device="cpu"))
     with open_executor(spec) as ex:
         seen = ex.client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON})
+        workers = ex.client.run(periodic_work)
+        scheduler = ex.client.run_on_scheduler(periodic_work)
     assert list(seen.values()) == [WORKER_ENVIRON]
+    # cluster.settings: no statistical profiler sampling the tasks, rarer ticks
+    assert list(workers.values()) == [QUIET] and scheduler == QUIET
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])

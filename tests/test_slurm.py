@@ -16,7 +16,16 @@ from pathlib import Path
 
 import dask
 import pytest
-from conftest import blocks_done, digest, em_like, levels, wait_for, write_tiff
+from conftest import (
+    QUIET,
+    blocks_done,
+    digest,
+    em_like,
+    levels,
+    periodic_work,
+    wait_for,
+    write_tiff,
+)
 from slurm_fixture import LocalSlurm, local_slurm_fixture  # noqa: F401  (local_slurm)
 
 from pssr_volume.allocator import WORKER_ENVIRON
@@ -79,14 +88,23 @@ def test_slurm_profile_sets_the_device(tmp_path, local_slurm):
     assert check_cluster(base.model_copy(update={"profile": gpu, "device": "cpu"})).device == "cpu"
 
 
-def test_slurm_workers_allocate_from_the_main_heap(tmp_path, local_slurm):
-    """The worker jobs start with the environment of --cluster local workers
-    (allocator.WORKER_ENVIRON: glibc's main heap for every thread)."""
+def test_slurm_workers_allocate_from_the_main_heap_and_keep_dask_quiet(tmp_path, local_slurm):
+    """The worker jobs start with the environment and Dask settings of --cluster local
+    workers (allocator.WORKER_ENVIRON: glibc's main heap for every thread;
+    cluster.settings: no statistical profiler, rarer ticks), through their job script."""
     spec = check_cluster(RunConfig(input=tmp_path / "in.tif", output=tmp_path / "o",
                                    cluster="slurm", profile=profile(tmp_path, local_slurm)))
     with open_executor(spec) as ex:
         seen = ex.client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON})
+        # a lambda travels by value: a SLURM worker cannot import this test's conftest
+        names = tuple(QUIET)
+        workers = ex.client.run(lambda dask_worker: {
+            n: getattr(dask_worker.periodic_callbacks.get(n), "callback_time", None)
+            for n in names})
+        scheduler = ex.client.run_on_scheduler(periodic_work)
     assert seen and all(env == WORKER_ENVIRON for env in seen.values()), seen
+    assert workers and all(w == QUIET for w in workers.values()), workers
+    assert scheduler == QUIET
 
 
 def test_slurm_run_survives_a_lost_job_and_matches_local_run(tmp_path, local_slurm, volume,

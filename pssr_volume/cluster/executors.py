@@ -45,9 +45,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pssr_volume.allocator import WORKER_ENVIRON
 from pssr_volume.cluster.logs import logs_to
 from pssr_volume.cluster.scheduler import connect, is_address
+from pssr_volume.cluster.settings import cluster_settings
 from pssr_volume.cluster.slurm import start_slurm
 from pssr_volume.cluster.spec import CUDA_EXTRA_HINT, ClusterSpec, _require_gpu, _unknown
 from pssr_volume.errors import PssrError, RunFailed, first_line, kept
@@ -154,20 +154,12 @@ class SerialExecutor:
 def _local(workers: int) -> tuple[Any, Any]:
     from dask.distributed import Client, LocalCluster
 
-    with worker_environ():
+    with cluster_settings():
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
             dashboard_address=":0", silence_logs=logging.ERROR,
         )
-    return cluster, Client(cluster)
-
-
-def worker_environ() -> Any:
-    """Config under which nannies start workers with :data:`allocator.WORKER_ENVIRON`."""
-    import dask
-
-    key = "distributed.nanny.pre-spawn-environ"
-    return dask.config.set({key: {**dask.config.get(key, {}), **WORKER_ENVIRON}})
+        return cluster, Client(cluster)
 
 
 def _cuda(workers: int | None) -> tuple[Any, Any]:
@@ -179,14 +171,15 @@ def _cuda(workers: int | None) -> tuple[Any, Any]:
     from dask.distributed import Client
 
     try:
-        with worker_environ():
+        with cluster_settings():
             cluster = LocalCUDACluster(
                 n_workers=workers, threads_per_worker=1, silence_logs=logging.ERROR,
                 dashboard_address=":0",
             )
     except Exception as e:  # NVML missing, no GPU visible, driver errors
         raise PssrError(f"--cluster cuda: no usable GPU ({first_line(e)})") from None
-    return cluster, Client(cluster)
+    with cluster_settings():
+        return cluster, Client(cluster)
 
 
 class _Terminated(BaseException):

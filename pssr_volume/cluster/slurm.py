@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pssr_volume.allocator import WORKER_ENVIRON
 from pssr_volume.cluster.profile import SlurmProfile
+from pssr_volume.cluster.settings import cluster_settings, worker_exports
 from pssr_volume.errors import PssrError, first_line
 
 _ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
@@ -63,10 +63,9 @@ def slurm_cluster_kwargs(profile: SlurmProfile) -> dict[str, Any]:
         "job_name": profile.job_name,
         "job_extra_directives": directives,
         "job_directives_skip": list(profile.job_directives_skip),
-        # the environment of --cluster local workers (allocator.WORKER_ENVIRON), then the
-        # profile's own lines (which may change it)
-        "job_script_prologue": [f"export {k}={v}" for k, v in WORKER_ENVIRON.items()]
-        + list(profile.job_script_prologue),
+        # the environment and Dask settings of --cluster local workers (cluster.settings),
+        # then the profile's own lines (which may change them)
+        "job_script_prologue": worker_exports() + list(profile.job_script_prologue),
         "worker_extra_args": list(profile.worker_extra_args),
         "death_timeout": profile.death_timeout,
         "scheduler_options": {"dashboard_address": profile.dashboard_address},
@@ -222,13 +221,15 @@ def start_slurm(profile: SlurmProfile, where: str | Path, workers: int | None
     from dask_jobqueue import SLURMCluster
 
     try:
-        cluster = SLURMCluster(**slurm_cluster_kwargs(profile))
+        with cluster_settings():  # the scheduler, in this process
+            cluster = SLURMCluster(**slurm_cluster_kwargs(profile))
     except Exception as e:  # bad interface, unwritable log directory, ...
         raise PssrError(f"cannot start a SLURM cluster from profile {where}: "
                         f"{first_line(e)}") from None
     try:
         _sbatch_test_only(cluster.job_script(), where)
-        client = Client(cluster)
+        with cluster_settings():
+            client = Client(cluster)
     except BaseException:
         cluster.close()
         raise
