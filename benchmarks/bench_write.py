@@ -20,9 +20,11 @@ Measures, in one run on the same CPU and the same input:
    here), whatever the run's length, which is why the long run is 120 sections and not 40
    (the ratio of 40 varied 0.16-0.27 from pair to pair); the workers' page faults per block
    are reported;
-3. the zstd-1 baseline: the long run's level 0 read back, cut into the array's
+3. the zstd-1 baseline: the first long run's level 0 read back, cut into the array's
    (inner) chunks and every chunk encoded with ``numcodecs.Zstd(level=1)`` in
-   this process, one thread: megavoxels encoded / seconds;
+   this process, one thread: megavoxels encoded / seconds, measured again right after every
+   pair and taken as that pair's (on a shared machine the one-core rate drifted 460-630
+   Mvoxel/s between invocations: a pass at the end only had made the ratio follow it);
 4. their ratio: the steady-state engine output per CPU second over zstd-1's on one core
    (issue 21 asks for at least 0.25), the output rate over all the machine's cores against
    zstd-1 on one (idle cores count), and the same over the CPU seconds less the stand-in
@@ -162,24 +164,30 @@ class Workers:
         self.cluster.close()
 
 
-def zstd_baseline(level0: Path, repeat: int) -> dict[str, Any]:
-    """Encode every (inner) chunk of the level-0 array with zstd-1, one core; best of ``repeat``."""
-    arr = zarr.open_array(str(level0), mode="r")
-    data = np.asarray(arr[...])
-    cz, cy, cx = arr.chunks  # the inner chunk shape, also for a sharded array
-    chunks = [np.ascontiguousarray(data[z:z + cz, y:y + cy, x:x + cx])
-              for z in range(0, data.shape[0], cz)
-              for y in range(0, data.shape[1], cy)
-              for x in range(0, data.shape[2], cx)]
-    codec = numcodecs.Zstd(level=1)
-    best, nbytes = float("inf"), 0
-    for _ in range(repeat):
+class ZstdBaseline:
+    """Every (inner) chunk of a level-0 array, to encode with zstd-1 on one core."""
+
+    def __init__(self, level0: Path):
+        arr = zarr.open_array(str(level0), mode="r")
+        data = np.asarray(arr[...])
+        cz, cy, cx = arr.chunks  # the inner chunk shape, also for a sharded array
+        self.chunks = [np.ascontiguousarray(data[z:z + cz, y:y + cy, x:x + cx])
+                       for z in range(0, data.shape[0], cz)
+                       for y in range(0, data.shape[1], cy)
+                       for x in range(0, data.shape[2], cx)]
+        self.voxels = data.size
+        self.layout = {"chunk_shape": [cz, cy, cx],
+                       "shard_shape": list(arr.shards) if arr.shards else None,
+                       "chunks": len(self.chunks)}
+
+    def encode(self) -> dict[str, Any]:
+        """One pass over the chunks: seconds, Mvoxel/s and compression ratio."""
+        codec = numcodecs.Zstd(level=1)
         t0 = time.perf_counter()
-        nbytes = sum(len(codec.encode(c)) for c in chunks)
-        best = min(best, time.perf_counter() - t0)
-    return {"chunk_shape": [cz, cy, cx], "shard_shape": list(arr.shards) if arr.shards else None,
-            "chunks": len(chunks), "seconds": best,
-            "mvoxel_s": data.size / 1e6 / best, "compression_ratio": data.size / nbytes}
+        nbytes = sum(len(codec.encode(c)) for c in self.chunks)
+        seconds = time.perf_counter() - t0
+        return {**self.layout, "seconds": seconds, "mvoxel_s": self.voxels / 1e6 / seconds,
+                "compression_ratio": self.voxels / nbytes}
 
 
 def level_files(out: Path) -> dict[str, dict[str, int]]:
@@ -241,7 +249,8 @@ def main() -> None:
     p.add_argument("--shard-shape", default=None, help="Z,Y,X; passed to RunConfig if given")
     p.add_argument("--ngff-version", default="0.5", choices=["0.4", "0.5"])
     p.add_argument("--repeat", type=int, default=1,
-                   help="short/long pairs (the median pair is reported) and zstd passes (best)")
+                   help="short/long pairs, each followed by a zstd-1 pass (the pair with the "
+                        "median ratio is reported)")
     p.add_argument("--warm-up", type=int, default=1,
                    help="long runs first, discarded (workers as a long run's later blocks)")
     p.add_argument("--dask-defaults", action="store_true",
@@ -270,25 +279,31 @@ def main() -> None:
                 _run(workers, inputs["long"], model, Path(tmp) / f"warm-up{i}.ome.zarr", args,
                      extra)
             pairs = []  # short and long in turn: each pair sees the same load
+            zstds = []  # zstd-1 right after each pair: the same moment of a shared machine
+            baseline = None
             for i in range(args.repeat):
                 pairs.append({name: _run(workers, inp, model,
                                          Path(tmp) / f"{name}{i}.ome.zarr", args, extra)
                               for name, inp in inputs.items()})
+                baseline = baseline or ZstdBaseline(pairs[-1]["long"]["out"] / "0")
+                zstds.append(baseline.encode())
         finally:
             workers.close()
-        zstd = zstd_baseline(pairs[-1]["long"]["out"] / "0", args.repeat)
         files = level_files(pairs[-1]["long"]["out"])
         out_shape = list(zarr.open_array(str(pairs[-1]["long"]["out"] / "0"), mode="r").shape)
     cores = os.cpu_count() or 1
-    states = [steady_state(p["short"], p["long"], zstd["mvoxel_s"], cores) for p in pairs]
+    states = [steady_state(p["short"], p["long"], z["mvoxel_s"], cores)
+              for p, z in zip(pairs, zstds)]
     middle = sorted(range(len(states)),
                     key=lambda i: states[i]["ratio_per_cpu_s_to_zstd1"])[len(states) // 2]
     steady, found = states[middle], pairs[middle]  # the pair with the median ratio
-    steady["pairs"] = [{k: st[k] for k in ("ratio_per_cpu_s_to_zstd1",
-                                            "engine_own_ratio_to_zstd1",
-                                            "ratio_per_core_to_zstd1", "mvoxel_s",
-                                            "faults_per_block")}
-                       for st in states]
+    zstd = zstds[middle]
+    steady["pairs"] = [{**{k: st[k] for k in ("ratio_per_cpu_s_to_zstd1",
+                                               "engine_own_ratio_to_zstd1",
+                                               "ratio_per_core_to_zstd1", "mvoxel_s",
+                                               "faults_per_block")},
+                        "zstd1_mvoxel_s": round(z["mvoxel_s"], 1)}
+                       for st, z in zip(states, zstds)]
     short, long = found["short"], found["long"]
     dv, dwall, dcpu = steady["output_mvoxel"], steady["wall_s"], steady["cpu_s"]
     stats = long["stats"]
@@ -336,10 +351,12 @@ def main() -> None:
           f"{steady['faults_per_block']} page faults a block; the driver's CPU: "
           f"{steady['driver_ms_per_block']} ms a block; Dask's event loops (workers' and "
           f"driver's): {steady['dask_loops_ms_per_block']} ms a block")
-    print("every pair (ratio, without the network, per core, Mvoxel/s, faults a block): "
+    print("every pair (ratio, without the network, per core, Mvoxel/s, faults a block, "
+          "zstd-1 Mvoxel/s after it): "
           + "; ".join(f"{p['ratio_per_cpu_s_to_zstd1']:.3f}, {p['engine_own_ratio_to_zstd1']:.3f}"
                       f", {p['ratio_per_core_to_zstd1']:.3f}, {p['mvoxel_s']:.0f}, "
-                      f"{p['faults_per_block']}" for p in steady["pairs"]))
+                      f"{p['faults_per_block']}, {p['zstd1_mvoxel_s']:.0f}"
+                      for p in steady["pairs"]))
     print("files per level (data + metadata): "
           + ", ".join(f"{k}: {c['data']}+{c['metadata']}" for k, c in files.items())
           + f"; at most one data file per write block: {results['at_most_one_file_per_block']}")

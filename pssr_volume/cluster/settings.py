@@ -7,8 +7,8 @@ every worker, nanny, scheduler and client), the system monitor (every 500 ms) an
 ``gilknocker`` is installed, the GIL monitor (every 1 ms). :data:`DASK_SETTINGS` turns the
 profiler and the GIL monitor off and makes the other two rarer. On a warm ``--cluster local``
 run (benchmarks/bench_write.py, 2 workers, docs/PERFORMANCE.md) Dask's event loops then used
-27 instead of 55 ms of CPU a block (of about 340) and the driver 21 instead of 31 ms; the
-simulated clusters of benchmarks/bench_scale.py were already measured this way.
+27-33 instead of 55-69 ms of CPU a block (of about 350), the driver 21-26 instead of 31-33 ms;
+the simulated clusters of benchmarks/bench_scale.py were already measured this way.
 
 What is lost: the dashboard's "Profile" page stays empty and its system plots update every
 2 s. Dask still warns about a blocked event loop (``distributed.admin.tick.limit``, 3 s).
