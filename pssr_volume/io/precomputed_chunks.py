@@ -92,7 +92,8 @@ class Write:
     def __init__(self, path: str, key: str, region: Box, data: np.ndarray):
         version = _version(path)
         view, scale = _open(path, key, True, version)
-        self.future = view[tuple(slice(a, b) for a, b in region)].write(data)
+        self.future = view[tuple(slice(a, b) for a, b in region)].write(  # no copy: as zarr
+            data, can_reference_source_data_indefinitely=True)
         origin = [a for a, _ in region]
         self.zeros = [(index, box) for index, box in _chunks(scale, region)
                       if not data[tuple(slice(a - o, b - o)
