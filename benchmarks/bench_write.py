@@ -56,7 +56,6 @@ import numpy as np
 import zarr
 from bench_engine import make_input, peak_rss_kib
 
-from pssr_volume.allocator import WORKER_ENVIRON
 from pssr_volume.cluster.settings import cluster_settings
 from pssr_volume.config import ModelConfig, RunConfig
 from pssr_volume.model import save_model
@@ -110,15 +109,6 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _dask_defaults() -> Any:
-    """Dask's own settings with the workers' allocator environment: what --cluster local ran
-    with before :mod:`pssr_volume.cluster.settings` (``--dask-defaults``)."""
-    import dask
-
-    key = "distributed.nanny.pre-spawn-environ"
-    return dask.config.set({key: {**dask.config.get(key, {}), **WORKER_ENVIRON}})
-
-
 class Workers:
     """One local Dask cluster of single-threaded worker processes for the whole benchmark,
     started as ``--cluster local`` starts its own, so every run after the warm-up finds its
@@ -128,8 +118,8 @@ class Workers:
     def __init__(self, workers: int, dask_defaults: bool = False):
         from dask.distributed import Client, LocalCluster
 
-        settings = _dask_defaults() if dask_defaults else cluster_settings()
-        with settings:  # the workers and scheduler of --cluster local, or Dask's defaults
+        # the workers and scheduler of --cluster local, or Dask's defaults (--dask-defaults)
+        with cluster_settings(dask_defaults):
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
                                         processes=True, dashboard_address=None,
                                         silence_logs=logging.ERROR)

@@ -34,14 +34,15 @@ DASK_SETTINGS: dict[str, Any] = {
 }
 
 
-def cluster_settings() -> Any:
+def cluster_settings(dask_defaults: bool = False) -> Any:
     """A context in which the Dask objects created (scheduler, nannies, workers, client)
-    take :data:`DASK_SETTINGS`, and nannies start workers with ``WORKER_ENVIRON``."""
+    take :data:`DASK_SETTINGS`, and nannies start workers with ``WORKER_ENVIRON``; with
+    ``dask_defaults``, Dask's own settings and only the environment (to compare)."""
     import dask
 
     key = "distributed.nanny.pre-spawn-environ"
-    return dask.config.set({**DASK_SETTINGS,
-                            key: {**dask.config.get(key, {}), **WORKER_ENVIRON}})
+    environ = {key: {**dask.config.get(key, {}), **WORKER_ENVIRON}}
+    return dask.config.set(environ if dask_defaults else {**DASK_SETTINGS, **environ})
 
 
 def _environ_name(key: str) -> str:
