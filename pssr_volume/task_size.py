@@ -17,7 +17,8 @@ Memory stays bounded whatever the thickness: the network runs over a block's sec
 batches (``--batch-size``), so GPU memory holds one batch; on a GPU each batch is rounded to
 the output type there (``predict``'s on-device finish), so host memory holds the block's
 input tile and its stored voxels (about 0.5 GB for 24 x 4096 x 4096 uint8), never its float
-output.
+output; and, while it computes, the stored voxels of the worker's previous block, which is
+committing its writes on the other task thread (:mod:`pssr_volume.compute_slot`).
 """
 
 from __future__ import annotations

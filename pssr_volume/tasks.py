@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -24,11 +25,12 @@ from pssr_volume.blocks import (
     box_slices,
     padded_read_plan,
 )
+from pssr_volume.compute_slot import SLOT
 from pssr_volume.consistency import Residual, area_mean, sums_residual
 from pssr_volume.errors import PssrError
 from pssr_volume.intensity import normalize
 from pssr_volume.io.journal import Journal
-from pssr_volume.io.output_levels import read_region, start_write, write_all
+from pssr_volume.io.output_levels import Pending, read_region, start_write, write_all
 from pssr_volume.noise import NoiseModel, network_input
 from pssr_volume.plan import Job
 from pssr_volume.pyramid import child_region, cumulative, downsample, parent_region
@@ -124,13 +126,14 @@ def predict_block(job: Job, index: Index, times: Times | None = None,
     return box, pred[box_slices(box, origin)], core
 
 
-def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
-                 times: Times | None = None, pooled: np.ndarray | None = None) -> None:
-    """Write ``data`` at ``region`` of ``level``, then pool it into the following
+def start_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
+                 times: Times | None = None, pooled: np.ndarray | None = None
+                 ) -> list[Pending]:
+    """Start writing ``data`` at ``region`` of ``level``, then pool it into the following
     levels up to ``last`` (regions there are whole chunks, or whole shards, by
-    construction). Each level's chunks are encoded on tensorstore's threads while
-    the next level is pooled; returns once everything is on disk. ``pooled`` is
-    ``data`` already pooled into ``level + 1``, when the caller has it."""
+    construction) and start writing each. Each level's chunks are encoded on tensorstore's
+    threads while the next level is pooled; :meth:`Commit.wait` waits for them all.
+    ``pooled`` is ``data`` already pooled into ``level + 1``, when the caller has it."""
     writes = []
     with _stage(times, "write"):
         writes.append(start_write(job.output_format, job.output, job.levels[level].path,
@@ -145,26 +148,43 @@ def write_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
             region = child_region(region, lv.factors, lv.shape)
         with _stage(times, "write"):
             writes.append(start_write(job.output_format, job.output, lv.path, region, data))
-    with _stage(times, "write"):
-        write_all(writes)
+    return writes
+
+
+@dataclass
+class Commit:
+    """A task's started writes, and the journal line that records the task once they are
+    all on disk."""
+
+    output: str
+    writes: list[Pending]
+    key: str
+    note: str | None = None
+
+    def wait(self, times: Times | None = None) -> None:
+        """Wait until every write is on disk (raises the first failure), then journal the
+        task. Runs outside the compute slot: the next task computes meanwhile."""
+        with _stage(times, "write"):
+            write_all(self.writes)
+        Journal(self.output).mark(self.key, self.note)
 
 
 def _finish_block(job: Job, index: Index, values: np.ndarray, times: Times | None = None,
-                  observed: np.ndarray | None = None) -> tuple[Index, Times]:
-    times = {} if times is None else times
+                  observed: np.ndarray | None = None) -> Commit:
+    """Round and pool a block's prediction ``values``, start its writes and compute its
+    data-consistency note: what the block commits."""
     block = job.grid.block_at(index)
     last = job.stages[0].last
     with _stage(times, "denormalise"):  # pooling the next level and the cell sums, slab by slab
         data, pooled, sums = stored_voxels(values, *job.norm, job.dtype,
                                            job.levels[1].factors if last >= 1 else None,
                                            cell=job.grid.scale)
-    write_levels(job, 0, block.write, data, last, times, pooled)
+    writes = start_levels(job, 0, block.write, data, last, times, pooled)
     with _stage(times, "consistency"):
         if observed is None:
             observed = read_tile(job, block.core)
         note = block_consistency(job, observed, data, sums).note()
-    Journal(job.output).mark(block_key(index), note)
-    return index, times
+    return Commit(job.output, writes, block_key(index), note)
 
 
 def block_consistency(job: Job, observed: np.ndarray, data: np.ndarray,
@@ -180,9 +200,19 @@ def block_consistency(job: Job, observed: np.ndarray, data: np.ndarray,
 
 def process_block(job: Job, index: Index) -> tuple[Index, Times]:
     """``crop`` mode: predict one block and write the voxels it owns; returns the
-    block and the seconds it spent per stage."""
+    block and the seconds it spent per stage. Computes in the process's compute slot,
+    commits outside it (:mod:`pssr_volume.compute_slot`)."""
     tune_allocator()
     times: Times = {}
+    with SLOT.task():
+        with SLOT.compute():
+            commit = _predict_and_finish(job, index, times)
+        commit.wait(times)
+    return index, times
+
+
+def _predict_and_finish(job: Job, index: Index, times: Times) -> Commit:
+    # the block's float prediction lives in this frame only: gone before the commit waits
     block = job.grid.block_at(index)
     from pssr_volume.predict import can_finish  # torch: loaded where a network runs
 
@@ -199,11 +229,13 @@ def copy_block(job: Job, index: Index) -> tuple[Index, Times]:
     tune_allocator()
     times: Times = {}
     block = job.grid.block_at(index)
-    with _stage(times, "read"):
-        region = cast(tuple[slice, slice, slice], box_slices(block.write))
-        data = np.ascontiguousarray(job.input.read(region), dtype=job.dtype)
-    write_levels(job, 0, block.write, data, job.stages[0].last, times)
-    Journal(job.output).mark(block_key(index))
+    with SLOT.task():
+        with SLOT.compute():
+            with _stage(times, "read"):
+                region = cast(tuple[slice, slice, slice], box_slices(block.write))
+                data = np.ascontiguousarray(job.input.read(region), dtype=job.dtype)
+            writes = start_levels(job, 0, block.write, data, job.stages[0].last, times)
+        Commit(job.output, writes, block_key(index)).wait(times)
     return index, times
 
 
@@ -211,6 +243,11 @@ def blend_pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
     """Blend modes: predict one block and cut its weighted prediction into the
     pieces that fall into each block it overlaps (itself included)."""
     tune_allocator()
+    with SLOT.task(), SLOT.compute():
+        return _pieces(job, index)
+
+
+def _pieces(job: Job, index: Index) -> dict[Index, np.ndarray]:
     grid = job.grid
     box, pred, _ = predict_block(job, index)
     s = grid.scale
@@ -235,6 +272,16 @@ def blend_write(job: Job, index: Index, sources: Sequence[Index],
                 *pieces: np.ndarray | None) -> tuple[Index, Times]:
     """Blend modes: sum the weighted pieces for block ``index`` and write it."""
     tune_allocator()
+    times: Times = {}
+    with SLOT.task():
+        with SLOT.compute():
+            commit = _blend_and_finish(job, index, sources, pieces, times)
+        commit.wait(times)
+    return index, times
+
+
+def _blend_and_finish(job: Job, index: Index, sources: Sequence[Index],
+                      pieces: Sequence[np.ndarray | None], times: Times) -> Commit:
     block = job.grid.block_at(index)
     total = np.zeros(box_shape(block.write), np.float32)
     origin = tuple(a for a, _ in block.write)
@@ -245,7 +292,7 @@ def blend_write(job: Job, index: Index, sources: Sequence[Index],
                             block.write)
         assert box is not None  # a piece exists only where the two boxes overlap
         total[box_slices(box, origin)] += piece
-    return _finish_block(job, index, total)
+    return _finish_block(job, index, total, times)
 
 
 def pyramid_task(job: Job, stage: int, region: Box) -> tuple[Box, Times]:
@@ -257,11 +304,13 @@ def pyramid_task(job: Job, stage: int, region: Box) -> tuple[Box, Times]:
     src = job.levels[st.source]
     factors = cumulative(job.levels, st.source, st.first)
     parent = parent_region(region, factors, src.shape)
-    with _stage(times, "read"):
-        data = read_region(job.output_format, job.output, src.path, parent)
-    with _stage(times, "pyramid"):
-        for k in range(st.source + 1, st.first + 1):
-            data = downsample(data, job.levels[k].factors, job.downsample)
-    write_levels(job, st.first, region, data, st.last, times)
-    Journal(job.output).mark(pyramid_key(st.first, region))
+    with SLOT.task():
+        with SLOT.compute():
+            with _stage(times, "read"):
+                data = read_region(job.output_format, job.output, src.path, parent)
+            with _stage(times, "pyramid"):
+                for k in range(st.source + 1, st.first + 1):
+                    data = downsample(data, job.levels[k].factors, job.downsample)
+            writes = start_levels(job, st.first, region, data, st.last, times)
+        Commit(job.output, writes, pyramid_key(st.first, region)).wait(times)
     return region, times

@@ -51,8 +51,9 @@ def test_example_gpu_profile_makes_a_one_gpu_worker_job(tmp_path, monkeypatch):
         assert line in script, line
     # the workers' allocator setting first, so that the profile's own lines can change it
     assert script.index("export MALLOC_ARENA_MAX=1") < script.index("module load cuda/12")
-    # one Dask thread per worker process; the job's cores become torch threads
-    assert "--nthreads 1" in script and "--lifetime 225m" in script
+    # two task threads per worker process (one computes while the other commits: the
+    # compute slot); the job's cores become torch threads
+    assert "--nthreads 2" in script and "--lifetime 225m" in script
     assert "--local-directory $TMPDIR" in script and "--death-timeout 120" in script
 
 
@@ -63,7 +64,7 @@ def test_example_cpu_profile_makes_four_workers_per_job(tmp_path, monkeypatch):
     assert profile.threads == 4
     script = job_script(WORKFLOWS / "profiles" / "cpu.yaml")
     assert "#SBATCH --cpus-per-task=16" in script and "--gres" not in script
-    assert "--nthreads 1" in script and "--memory-limit 14.90GiB" in script
+    assert "--nthreads 2" in script and "--memory-limit 14.90GiB" in script
 
 
 def test_profile_synonyms_defaults_and_gpu_type(tmp_path):

@@ -45,7 +45,7 @@ def _lower(monkeypatch: pytest.MonkeyPatch, values: dict[str, dict[str, int]]) -
 
 def _writes(lv, st, region):
     """The regions one task of stage ``st`` writes, by level: ``region`` of the stage's first
-    level, then its pooled images, as the task computes them (tasks.write_levels)."""
+    level, then its pooled images, as the task computes them (tasks.start_levels)."""
     out = {st.first: region}
     for k in range(st.first + 1, st.last + 1):
         region = child_region(region, lv[k].factors, lv[k].shape)

@@ -50,6 +50,7 @@ from pssr_volume.cluster.scheduler import connect, is_address
 from pssr_volume.cluster.settings import cluster_settings
 from pssr_volume.cluster.slurm import start_slurm
 from pssr_volume.cluster.spec import CUDA_EXTRA_HINT, ClusterSpec, _require_gpu, _unknown
+from pssr_volume.compute_slot import TASK_THREADS
 from pssr_volume.errors import PssrError, RunFailed, first_line, kept
 
 
@@ -156,7 +157,7 @@ def _local(workers: int) -> tuple[Any, Any]:
 
     with cluster_settings():
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
+            n_workers=workers, threads_per_worker=TASK_THREADS, processes=True,
             dashboard_address=":0", silence_logs=logging.ERROR,
         )
         return cluster, Client(cluster)
@@ -173,7 +174,7 @@ def _cuda(workers: int | None) -> tuple[Any, Any]:
     try:
         with cluster_settings():
             cluster = LocalCUDACluster(
-                n_workers=workers, threads_per_worker=1, silence_logs=logging.ERROR,
+                n_workers=workers, threads_per_worker=TASK_THREADS, silence_logs=logging.ERROR,
                 dashboard_address=":0",
             )
     except Exception as e:  # NVML missing, no GPU visible, driver errors

@@ -29,6 +29,7 @@ from typing import Any
 
 from pssr_volume.cluster.profile import SlurmProfile
 from pssr_volume.cluster.settings import cluster_settings, worker_exports
+from pssr_volume.compute_slot import TASK_THREADS
 from pssr_volume.errors import PssrError, first_line
 
 _ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
@@ -45,9 +46,10 @@ def _require_sbatch() -> None:
 def slurm_cluster_kwargs(profile: SlurmProfile) -> dict[str, Any]:
     """dask-jobqueue ``SLURMCluster`` arguments for a profile.
 
-    Each worker process runs one task at a time (``cores`` given to Dask is
-    the number of processes); the job reserves ``profile.cores`` CPUs, which
-    the processes share as torch threads.
+    Each worker process runs :data:`~pssr_volume.compute_slot.TASK_THREADS` task threads
+    (``cores`` given to Dask is that times the number of processes), of which one computes
+    at a time while the others commit their writes; the job reserves ``profile.cores`` CPUs,
+    which the processes share as torch threads.
     """
     directives = list(profile.job_extra_directives)
     if profile.gres():
@@ -55,7 +57,7 @@ def slurm_cluster_kwargs(profile: SlurmProfile) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "queue": profile.partition,
         "account": profile.account,
-        "cores": profile.processes,
+        "cores": profile.processes * TASK_THREADS,
         "processes": profile.processes,
         "job_cpu": profile.cores,
         "memory": profile.memory,
