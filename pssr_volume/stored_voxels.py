@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pssr_volume import fused_finish
 from pssr_volume.consistency import cell_sum_type, integer_cell_sums
 from pssr_volume.intensity import denormalize
 from pssr_volume.pyramid import cell_sums, downsample, mean_of_sums
@@ -44,6 +45,9 @@ def stored_voxels(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtyp
     dtype = np.dtype(dtype)
     sum_type = cell_sum_type(dtype, cell) if cell else None
     cell = cell if sum_type else 0  # no exact integer sums: the caller takes the float mean
+    fused = fused_finish.finish(values, lo, hi, dtype, factors, cell)
+    if fused is not None:  # the common cases, as one compiled loop: the same bytes
+        return StoredVoxels(*fused)
     if values.dtype == dtype and dtype.kind != "f":  # finished on the device already
         done = np.ascontiguousarray(values)
         return StoredVoxels(done, None if factors is None else downsample(done, factors),
@@ -62,7 +66,10 @@ def stored_voxels(values: np.ndarray, lo: float, hi: float, dtype: str | np.dtyp
         pooled = np.empty(tuple(math.ceil(n / f) for n, f in zip(values.shape, factors)), dtype)
     sums = np.empty((nz, ny // cell, nx // cell), sum_type) if cell else None
     # the cell sums from the pooled level's 2 x 2 sums, where those hold whole cells
-    reuse = cell % 2 == 0 and (fz, fy, fx) == (1, 2, 2)
+    # (not for 32-bit voxels: their 2 x 2 sums are 64-bit, and those of 2 x 2 of them would not fit)
+    pair_type = cell_sum_type(dtype, 2)
+    reuse = (cell % 2 == 0 and (fz, fy, fx) == (1, 2, 2) and pair_type is not None
+             and cell_sum_type(pair_type, cell // 2) is not None)
     for z in range(0, nz, fz):
         for y in range(0, ny, rows):
             part = out[z : z + fz, y : y + rows]

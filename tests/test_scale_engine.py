@@ -70,7 +70,7 @@ def test_local_workers_allocate_from_the_main_heap_and_keep_dask_quiet(tmp_path)
     assert list(workers.values()) == [QUIET] and scheduler == QUIET
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "int32", "float32"])
 @pytest.mark.parametrize("factors", [None, (1, 2, 2), (2, 2, 2)])
 @pytest.mark.parametrize("cell", [0, 2, 3, 4])
 def test_the_one_pass_finish_equals_its_steps_on_the_whole_block(dtype, factors, cell,
