@@ -3,8 +3,9 @@
 Measures, in one run on the same CPU and the same input:
 
 1. engine throughput: :func:`pssr_volume.run.run` with the ``pointwise`` model
-   (receptive field 0, almost no compute) on a local Dask cluster of warm,
-   single-threaded worker processes (cluster start-up excluded), so the time is
+   (receptive field 0, almost no compute) on a local Dask cluster of warm
+   worker processes started as ``--cluster local`` starts them (two task threads each, one
+   computing at a time: pssr_volume/compute_slot.py; cluster start-up excluded), so the time is
    the engine's own: read, normalise, round/clip, chunking, codec, pyramid, the
    data-consistency figure, scheduling. Level-0 output megavoxels / wall seconds in total,
    and per CPU second: over the CPU seconds the worker processes used meanwhile (all their
@@ -29,8 +30,9 @@ Measures, in one run on the same CPU and the same input:
    (issue 21 asks for at least 0.25), the output rate over all the machine's cores against
    zstd-1 on one (idle cores count), and the same over the CPU seconds less the stand-in
    network's own (its 128 MiB float32 output a block, which a GPU computes and finishes on
-   the device), the files under each level directory against the
-   number of write blocks, the engine's per-stage times and the workers' peak memory.
+   the device; measured apart, in this process, for one block's tile); the files under each
+   level directory against the number of write blocks, the engine's per-stage times and the
+   workers' peak memory.
 
 Usage::
 
@@ -56,11 +58,13 @@ import numpy as np
 import zarr
 from bench_engine import make_input, peak_rss_kib
 
+from pssr_volume.allocator import tune_allocator
 from pssr_volume.cluster.settings import cluster_settings
+from pssr_volume.compute_slot import TASK_THREADS
 from pssr_volume.config import ModelConfig, RunConfig
 from pssr_volume.model import save_model
 from pssr_volume.nets.fast import Pointwise
-from pssr_volume.run import run
+from pssr_volume.run import plan_run, run
 
 METADATA_FILES = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
 
@@ -110,7 +114,7 @@ def _minor_faults() -> int:
 
 
 class Workers:
-    """One local Dask cluster of single-threaded worker processes for the whole benchmark,
+    """One local Dask cluster of worker processes for the whole benchmark,
     started as ``--cluster local`` starts its own, so every run after the warm-up finds its
     workers' imports done and their C heap grown (a run may still grow it once, by chance:
     see the module's notes on ``--long``)."""
@@ -120,7 +124,7 @@ class Workers:
 
         # the workers and scheduler of --cluster local, or Dask's defaults (--dask-defaults)
         with cluster_settings(dask_defaults):
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=TASK_THREADS,
                                         processes=True, dashboard_address=None,
                                         silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
@@ -202,8 +206,39 @@ def _run(workers: Workers, inp: Path, model: Path, out: Path, args: argparse.Nam
     return {**figures, "out": out, "voxels": voxels}
 
 
+def block_tile(inp: Path, model: Path, extra: dict[str, Any]) -> tuple[int, int, int]:
+    """The input tile (z, y, x) of a run's first block, as the engine plans it."""
+    plan = plan_run(RunConfig(input=inp, output=inp.with_suffix(".plan.ome.zarr"), model=model,
+                              cluster="sync", progress=False, **extra))
+    tile = plan.job.grid.block_at((0, 0, 0)).tile
+    z, y, x = (b - a for a, b in tile)
+    return z, y, x
+
+
+def standin_cpu_per_block(model: Path, tile: tuple[int, int, int]) -> float:
+    """CPU seconds the stand-in network takes for one block's input ``tile`` (z, y, x), in
+    this process, alone, on one torch thread (as each of two workers on two cores): the
+    median of five after a warm-up. Measured apart because a block's network stage, in wall
+    seconds, also counts the time the other task thread of its worker (committing) and the
+    other workers took the core meanwhile."""
+    import torch
+
+    from pssr_volume.predict import get_predictor
+
+    tune_allocator()  # as a block task does: the output's pages reused, not faulted in anew
+    torch.set_num_threads(1)
+    predictor = get_predictor(str(model), "standin", "cpu")
+    tiles = np.random.default_rng(0).random((tile[0], 1, tile[1], tile[2]), dtype=np.float32)
+    seconds = []
+    for _ in range(6):
+        t0 = time.thread_time()
+        predictor(tiles)
+        seconds.append(time.thread_time() - t0)
+    return float(np.median(seconds[1:]))
+
+
 def steady_state(short: dict[str, Any], long: dict[str, Any], zstd_mvoxel_s: float,
-                 cores: int) -> dict[str, Any]:
+                 cores: int, network_per_block: float) -> dict[str, Any]:
     """The long run minus the short one: output, wall and CPU seconds, their rates, the ratio
     to zstd-1 per CPU second, and the same without the stand-in network's seconds (the
     engine's own CPU: read, normalise, round, consistency, codec, pyramid), the output rate
@@ -211,9 +246,8 @@ def steady_state(short: dict[str, Any], long: dict[str, Any], zstd_mvoxel_s: flo
     count) and the workers' minor page faults per block."""
     dv = (long["voxels"] - short["voxels"]) / 1e6
     dwall, dcpu = long["wall"] - short["wall"], long["cpu"] - short["cpu"]
-    dnet = (long["stats"].stage_seconds.get("network", 0.0)
-            - short["stats"].stage_seconds.get("network", 0.0))
     blocks = max(1, long["stats"].blocks_total - short["stats"].blocks_total)
+    dnet = network_per_block * blocks
 
     def per_block(key: str) -> float:
         return (long[key] - short[key]) / blocks
@@ -281,8 +315,9 @@ def main() -> None:
             workers.close()
         files = level_files(pairs[-1]["long"]["out"])
         out_shape = list(zarr.open_array(str(pairs[-1]["long"]["out"] / "0"), mode="r").shape)
+        network_per_block = standin_cpu_per_block(model, block_tile(inputs["long"], model, extra))
     cores = os.cpu_count() or 1
-    states = [steady_state(p["short"], p["long"], z["mvoxel_s"], cores)
+    states = [steady_state(p["short"], p["long"], z["mvoxel_s"], cores, network_per_block)
               for p, z in zip(pairs, zstds)]
     middle = sorted(range(len(states)),
                     key=lambda i: states[i]["ratio_per_cpu_s_to_zstd1"])[len(states) // 2]
