@@ -17,7 +17,8 @@ does, NaN becomes 0 as numpy's cast makes it, the pooled means round half up, an
 sums are exact in the same integer type.
 
 The loop is compiled once per process and output type and kept in numba's on-disk cache
-(next to this module, or in the user's cache folder where that is read-only).
+(next to this module, or in the user's cache folder where that is read-only, or in the folder
+``NUMBA_CACHE_DIR`` names; with none writable, each process compiles it, about 1.5 s).
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ def _rows_of(values: np.ndarray) -> np.ndarray:
 def _compiled() -> Callable[..., Any]:
     import numba  # half a second: imported where blocks are finished, not where runs are planned
 
-    return numba.njit(cache=True, nogil=True)(_finish_rows)
+    try:
+        return numba.njit(cache=True, nogil=True)(_finish_rows)
+    except RuntimeError:  # no writable cache folder (a read-only install and home): compile
+        return numba.njit(nogil=True)(_finish_rows)  # in each process instead (~1.5 s)
 
 
 def _finish_rows(rows, z_step, y_step, shape, convert, scale, offset, lo, hi, out, pool, pooled,
