@@ -2,11 +2,14 @@
 # The GPU check: install what the GPU tests need (dask-cuda, the "cuda" extra of
 # pyproject.toml) into the project's venv without changing its torch, then run the tests
 # marked gpu (pytest -m gpu) and fail if any of them is skipped: on a GPU machine a skip
-# means a missing dependency or an undetected GPU, not a pass.
+# means a missing dependency or an undetected GPU, not a pass. Then benchmarks/gpu_figures.py:
+# --cluster cuda end to end on a real volume, the engine / raw network ratio, bf16 and fp16
+# speed and differences, written to benchmarks/results/gpu-figures.json.
 #
 #   benchmarks/gpu_check.sh            # on a machine with a CUDA GPU (and a package index)
 #   benchmarks/gpu_check.sh --dry-run  # anywhere, CPU included: prints the install command,
-#                                      # collects the gpu tests, installs and runs nothing
+#                                      # collects the gpu tests, installs nothing, and runs
+#                                      # gpu_figures.py on the CPU on a few small sections
 #
 # PYTHON names the interpreter (default .venv/bin/python).
 set -euo pipefail
@@ -36,6 +39,9 @@ if [[ $dry -eq 1 ]]; then
     echo "would run: ${install[*]}"
     echo "would run: $py -m pytest -m gpu -rs tests ($collected gpu tests collected)"
     "$py" -c "import torch; print('cuda available:', torch.cuda.is_available())"
+    figures=$(mktemp --suffix=.json)
+    "$py" benchmarks/gpu_figures.py --device cpu --quick --json "$figures" > /dev/null
+    echo "gpu_figures.py ran on the CPU (--quick): $figures"
     exit 0
 fi
 
@@ -57,4 +63,5 @@ if grep -q "^SKIPPED" "$log"; then
     echo "gpu tests were skipped (see the SKIPPED lines above): that is a failure here" >&2
     exit 1
 fi
-exit "$status"
+[[ "$status" -eq 0 ]] || exit "$status"
+"$py" benchmarks/gpu_figures.py --device cuda --json benchmarks/results/gpu-figures.json
