@@ -134,21 +134,35 @@ def start_levels(job: Job, level: int, region: Box, data: np.ndarray, last: int,
     construction) and start writing each. Each level's chunks are encoded on tensorstore's
     threads while the next level is pooled; :meth:`Commit.wait` waits for them all.
     ``pooled`` is ``data`` already pooled into ``level + 1``, when the caller has it."""
-    writes = []
-    with _stage(times, "write"):
-        writes.append(start_write(job.output_format, job.output, job.levels[level].path,
-                                  region, data))
-    for k in range(level + 1, last + 1):
-        lv = job.levels[k]
-        with _stage(times, "pyramid"):
-            if k == level + 1 and pooled is not None:
-                data = pooled
-            else:
-                data = downsample(data, lv.factors, job.downsample)
-            region = child_region(region, lv.factors, lv.shape)
+    writes: list[Pending] = []
+    with settled_on_error(writes):
         with _stage(times, "write"):
-            writes.append(start_write(job.output_format, job.output, lv.path, region, data))
+            writes.append(start_write(job.output_format, job.output, job.levels[level].path,
+                                      region, data))
+        for k in range(level + 1, last + 1):
+            lv = job.levels[k]
+            with _stage(times, "pyramid"):
+                if k == level + 1 and pooled is not None:
+                    data = pooled
+                else:
+                    data = downsample(data, lv.factors, job.downsample)
+                region = child_region(region, lv.factors, lv.shape)
+            with _stage(times, "write"):
+                writes.append(start_write(job.output_format, job.output, lv.path, region, data))
     return writes
+
+
+@contextlib.contextmanager
+def settled_on_error(writes: list[Pending]) -> Iterator[None]:
+    """Where the task fails after starting ``writes``, wait for them before it fails: no
+    write of a failed task outlives it, so its retry is the only writer of its chunks."""
+    try:
+        yield
+    except BaseException:
+        for w in writes:
+            with contextlib.suppress(Exception):
+                w.result()
+        raise
 
 
 @dataclass
@@ -180,7 +194,7 @@ def _finish_block(job: Job, index: Index, values: np.ndarray, times: Times | Non
                                            job.levels[1].factors if last >= 1 else None,
                                            cell=job.grid.scale)
     writes = start_levels(job, 0, block.write, data, last, times, pooled)
-    with _stage(times, "consistency"):
+    with settled_on_error(writes), _stage(times, "consistency"):
         if observed is None:
             observed = read_tile(job, block.core)
         note = block_consistency(job, observed, data, sums).note()
