@@ -161,7 +161,6 @@ def main() -> None:
         job = plan_run(RunConfig(input=inp, output=tmp / "plan.ome.zarr",
                                  model=bundled_model_path(), cluster="sync",
                                  voxel_size=VOXEL)).job
-        lo, hi = job.norm
         predictor = Predictor(str(bundled_model_path()), args.device)
         raw = raw_seconds(predictor, vol, job.norm, job.noise, args.device)
         engine = e2e["engine_seconds"] - e2e["startup_seconds"]

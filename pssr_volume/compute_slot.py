@@ -36,27 +36,27 @@ class ComputeSlot:
     @contextlib.contextmanager
     def task(self) -> Iterator[None]:
         """A task's whole body: computing and committing."""
-        with self._counts:
-            self.tasks += 1
-            self.peak_tasks = max(self.peak_tasks, self.tasks)
-        try:
+        with self._counted("tasks"):
             yield
-        finally:
-            with self._counts:
-                self.tasks -= 1
 
     @contextlib.contextmanager
     def compute(self) -> Iterator[None]:
         """Hold the slot: no other task of this process computes meanwhile."""
-        with self._slot:
+        with self._slot, self._counted("computing"):
+            yield
+
+    @contextlib.contextmanager
+    def _counted(self, name: str) -> Iterator[None]:
+        """Count ``name`` (``tasks`` or ``computing``) up meanwhile, and its peak."""
+        with self._counts:
+            now = getattr(self, name) + 1
+            setattr(self, name, now)
+            setattr(self, f"peak_{name}", max(getattr(self, f"peak_{name}"), now))
+        try:
+            yield
+        finally:
             with self._counts:
-                self.computing += 1
-                self.peak_computing = max(self.peak_computing, self.computing)
-            try:
-                yield
-            finally:
-                with self._counts:
-                    self.computing -= 1
+                setattr(self, name, getattr(self, name) - 1)
 
     def peaks(self, reset: bool = False) -> tuple[int, int]:
         """``(peak_tasks, peak_computing)`` so far; ``reset`` starts them again from now."""
